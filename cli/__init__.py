@@ -1,0 +1,1 @@
+"""The freehub command line, installed as freehub.cli."""

@@ -1,0 +1,50 @@
+"""The `freehub` command: a thin Typer layer over the library.
+
+Every command is a few lines over a public function; errors the user can act on
+(:class:`freehub.errors.FreehubError`) become one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from freehub.cli.data import data_app
+from freehub.errors import FreehubError
+
+app = typer.Typer(
+    name="freehub",
+    help=(
+        "Data-free meta-learning from public model hubs.\n\n"
+        "Collect task-specific image classifiers from a Hub, meta-train a few-shot learner on them "
+        "with FREE, evaluate it on held-out classes and publish it back."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the app, report FreehubError in one line."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FreehubError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
+    except typer.Exit as stop:
+        sys.exit(stop.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as error:  # click's own usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise

@@ -1,0 +1,3 @@
+"""freehub: data-free meta-learning from public model hubs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Every error freehub raises on purpose.
+
+The CLI turns any :class:`FreehubError` into one line on stderr and a non-zero exit code; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FreehubError(Exception):
+    """Base class: a problem the user can act on, reported as one line."""
+
+    exit_code: int = 1
+
+
+class ConfigError(FreehubError):
+    """An option, config file or argument that cannot be used as given."""
+
+    exit_code = 2
+
+
+class DataError(FreehubError):
+    """A data set that cannot be built, found or split as asked."""
+
+
+class HubError(FreehubError):
+    """A Hub (remote endpoint or local folder) refused or failed a request."""
+
+
+class HubConnectionError(HubError):
+    """The Hub endpoint could not be reached."""
+
+
+class RepoNotFoundError(HubError):
+    """The repository does not exist (or is not visible with the current token)."""
+
+
+class EntryNotFoundError(HubError):
+    """The repository exists but the requested file or revision does not."""
+
+
+class HubPermissionError(HubError):
+    """The Hub refused the request: gated, private, or no write permission."""
+
+
+class CheckpointError(FreehubError):
+    """A checkpoint that cannot be used: corrupt, inconsistent, unsupported or unsafe.
+
+    ``reason`` is a short machine-friendly key recorded by the registry for skipped repos.
+    """
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that would need unpickling or remote code to load."""
+
+    def __init__(self, message: str, *, reason: str = "unsafe") -> None:
+        super().__init__(message, reason=reason)
+
+
+class RegistryError(FreehubError):
+    """The local model registry is missing, locked or inconsistent."""
+
+
+class TrainingError(FreehubError):
+    """A training run that cannot start or resume as asked."""
