@@ -28,23 +28,12 @@ app.add_typer(data_app, name="data")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: run the app, report FreehubError in one line."""
+    """Entry point of the console script: run the app, report a FreehubError as one line."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="freehub")
     except FreehubError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
-        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        typer.secho("interrupted: completed work is kept; rerun (with --resume where offered) to continue", err=True)
         sys.exit(130)
-    except typer.Exit as stop:
-        sys.exit(stop.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as error:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
