@@ -1,0 +1,80 @@
+"""Test-session environment: a private Hugging Face home and a local Hub server, set up before anything
+imports huggingface_hub (which reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_DISABLE_XET once, at import).
+
+timm's ``create_model("hf-hub:...")`` and transformers' ``from_pretrained`` read the global endpoint, so the
+server has to be up and HF_ENDPOINT set when this module is imported, not in a fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import itertools
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hub_server import HubServer  # noqa: E402 - needs the path above
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="freehub-tests-"))
+_SERVER = HubServer(root=_SESSION_DIR / "hub").start()
+
+os.environ.update(
+    {
+        "HF_ENDPOINT": _SERVER.url,
+        "HF_HOME": str(_SESSION_DIR / "hf_home"),
+        "HF_HUB_CACHE": str(_SESSION_DIR / "hf_home" / "hub"),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "FREEHUB_HOME": str(_SESSION_DIR / "freehub_home"),
+    }
+)
+# Tokens from the developer's environment must never reach the test server or change what tests see.
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
+
+if "huggingface_hub" in sys.modules:
+    # Something imported it first: point the constants it already read at the test server and home.
+    from huggingface_hub import constants as _constants
+
+    _home = _SESSION_DIR / "hf_home"
+    for _name, _value in {
+        "ENDPOINT": _SERVER.url,
+        "HUGGINGFACE_CO_URL_TEMPLATE": _SERVER.url + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HUB_OFFLINE": False,
+        "HF_HUB_DISABLE_XET": True,
+        "HF_HUB_DISABLE_TELEMETRY": True,
+        "HF_HOME": str(_home),
+        "HF_HUB_CACHE": str(_home / "hub"),
+        "HUGGINGFACE_HUB_CACHE": str(_home / "hub"),
+        "HF_ASSETS_CACHE": str(_home / "assets"),
+        "HF_TOKEN_PATH": str(_home / "token"),
+        "HF_STORED_TOKENS_PATH": str(_home / "stored_tokens"),
+    }.items():
+        setattr(_constants, _name, _value)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _SERVER.stop()
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> HubServer:
+    """The session's local Hub (its URL is HF_ENDPOINT). Write tokens: ``hub_server.tokens``."""
+    return _SERVER
+
+
+_ORG_NUMBERS = itertools.count()
+
+
+@pytest.fixture
+def hub_org() -> str:
+    """A fresh organisation name, so that each test's repos and searches are its own."""
+    return f"org{next(_ORG_NUMBERS)}"
