@@ -1,0 +1,168 @@
+"""Every knob of a FREE meta-training run, with CPU defaults and the paper's GPU preset.
+
+The defaults finish a meaningful run on about 24 small Conv4 teachers in roughly ten minutes on two
+CPU cores (DESIGN.md's measurements: a half-width generator with 50 images costs ~1.3 s per
+5-step teacher recovery). :meth:`MetaTrainConfig.paper` is the reference setting for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from freehub.errors import ConfigError
+from freehub.free.inversion import META_RULES, InversionSettings
+from freehub.free.learners import ALGORITHMS, LearnerSpec
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    """A FREE run. One *iteration* recovers a meta-batch of teachers (FIVE), then, after warm-up,
+    takes one alignment step (BELL) and replays episodes from memory until patience runs out."""
+
+    seed: int = 0
+    device: str = "auto"
+    iterations: int = 80
+    teachers_per_step: int = 4
+    warmup_iterations: int = 4
+
+    # FIVE: generator and per-teacher inversion.
+    image_size: int = 32
+    latent_dim: int = 256
+    generator_width: int = 64
+    images_per_task: int = 50
+    inversion_steps: int = 5
+    inversion_lr: float = 1e-3
+    inversion_lr_z: float = 1e-3
+    inversion_betas: tuple[float, float] = (0.5, 0.999)
+    generator_meta_rule: str = "fomaml"
+    generator_meta_lr: float = 1e-3
+    adv_weight: float = 1.0
+    bn_prior_weight: float = 0.0
+    aug_shift: float = 0.125
+    aug_flip: bool = False
+
+    # BELL: learner, alignment and replay.
+    backbone: str = "conv4"
+    backbone_args: dict[str, Any] = field(default_factory=dict)
+    conv_width: int = 32
+    algorithm: str = "maml"
+    n_way: int = 5
+    k_shot: int = 1
+    q_queries: int = 5
+    episodes_per_step: int = 4
+    inner_steps: int = 5
+    inner_lr: float = 0.01
+    first_order: bool = False
+    outer_lr: float = 1e-3
+    align_lr: float = 0.015
+    align_weight: float = 1.0
+    patience: int = 5
+    max_replay_steps: int = 20
+
+    # Task memory.
+    memory_per_class: int = 40
+    memory_max_images: int = 20_000
+
+    # Meta-validation, checkpoints, pictures.
+    val_every: int = 10
+    val_episodes: int = 50
+    val_k_shot: int = 1
+    val_q_queries: int = 15
+    val_steps: int = 10
+    val_lr: float = 0.01
+    grid_every: int = 10
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> MetaTrainConfig:
+        """The reference setting (GPU): 128-wide generator, 100 images and 4 teachers per step, 15
+        queries, 10 episodes per outer step, second-order MAML, patience 10, 20 warm-up iterations,
+        600 validation episodes."""
+        preset = cls(
+            iterations=1000,
+            warmup_iterations=20,
+            generator_width=128,
+            images_per_task=100,
+            teachers_per_step=4,
+            aug_flip=True,
+            q_queries=15,
+            episodes_per_step=10,
+            patience=10,
+            max_replay_steps=200,
+            memory_per_class=100,
+            memory_max_images=200_000,
+            val_every=20,
+            val_episodes=600,
+            grid_every=50,
+        )
+        return replace(preset, **overrides)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first knob that cannot work."""
+        positive = (
+            "iterations", "teachers_per_step", "latent_dim", "generator_width", "images_per_task", "inversion_steps",
+            "episodes_per_step", "inner_steps", "patience", "max_replay_steps", "memory_per_class", "memory_max_images",
+            "val_every", "val_episodes", "val_k_shot", "val_q_queries", "grid_every", "k_shot", "q_queries",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_iterations < 0:
+            raise ConfigError("warmup_iterations cannot be negative")
+        for name in ("inversion_lr", "inversion_lr_z", "generator_meta_lr", "outer_lr", "align_lr", "inner_lr", "val_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.generator_meta_rule not in META_RULES:
+            raise ConfigError(f"generator_meta_rule must be one of {META_RULES}, got {self.generator_meta_rule!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.image_size % 4 != 0:
+            raise ConfigError(f"image_size must be a multiple of 4, got {self.image_size}")
+        if self.images_per_task < self.n_way:
+            raise ConfigError(f"images_per_task ({self.images_per_task}) must cover the {self.n_way} classes of a task")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        self.learner_spec().validate()
+
+    def learner_spec(self) -> LearnerSpec:
+        """The learner this run trains."""
+        return LearnerSpec(
+            backbone=self.backbone,
+            algorithm=self.algorithm,
+            n_way=self.n_way,
+            image_size=self.image_size,
+            conv_width=self.conv_width,
+            backbone_args=dict(self.backbone_args),
+        )
+
+    def inversion_settings(self) -> InversionSettings:
+        """The FIVE inner-loop settings."""
+        return InversionSettings(
+            steps=self.inversion_steps,
+            images_per_task=self.images_per_task,
+            lr=self.inversion_lr,
+            lr_z=self.inversion_lr_z,
+            betas=self.inversion_betas,
+            adv_weight=self.adv_weight,
+            bn_weight=self.bn_prior_weight,
+            aug_shift=self.aug_shift,
+            aug_flip=self.aug_flip,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` reverses it."""
+        data = asdict(self)
+        data["inversion_betas"] = list(self.inversion_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetaTrainConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are a :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown meta-train config keys: {', '.join(unknown)}")
+        values = dict(data)
+        if "inversion_betas" in values:
+            values["inversion_betas"] = tuple(values["inversion_betas"])
+        return cls(**values)

@@ -1,0 +1,247 @@
+"""FIVE: fast inversion of teachers into tasks with a meta-learned generator.
+
+Per teacher, a copy of the meta-generator and a fresh latent batch take ``steps`` Adam steps on
+
+    CE(teacher(aug(x)), y) + adv_weight * adversarial + bn_weight * BN-statistics prior,
+
+with ``y`` cycling over the teacher's classes. The adversarial term is minus the true KL between
+teacher and the current meta-learner on the samples where they agree (the learner's parameters
+receive no gradient; the images do), which pushes recovered images to where the learner is still
+wrong. The BN prior (DeepInversion) matches each teacher BatchNorm layer's batch statistics to its
+running statistics; it is off in the paper and does not exist for teachers without BatchNorm.
+
+The images of the last inner step are the recovered task. The meta-generator then moves by
+first-order MAML (the last inner step's gradient, taken at the adapted parameters) or Reptile
+(towards the adapted parameters), averaged over the meta-batch, through an outer Adam optimizer
+that lives as long as the meta-generator (the released code re-created it every epoch).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from freehub.errors import ConfigError
+from freehub.free.generator import Generator
+from freehub.free.losses import accuracy, kl_divergence
+from freehub.task_model import TaskModel
+
+META_RULES = ("fomaml", "reptile")
+
+Adversary = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``(images, target labels, num_classes) -> learner logits`` over a teacher's classes."""
+
+
+@dataclass(frozen=True)
+class InversionSettings:
+    """The knobs of one teacher's fast inversion (see :class:`freehub.free.config.MetaTrainConfig`)."""
+
+    steps: int = 5
+    images_per_task: int = 50
+    lr: float = 1e-3
+    lr_z: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    adv_weight: float = 1.0
+    bn_weight: float = 0.0
+    aug_shift: float = 0.125
+    aug_flip: bool = False
+
+
+@dataclass
+class RecoveredTask:
+    """One teacher inverted into a labelled image batch."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    teacher_accuracy: float
+    loss: float
+    bn_loss: float | None
+    seconds: float
+
+
+def augment(images: torch.Tensor, *, shift: float, flip: bool) -> torch.Tensor:
+    """Differentiable random translation by up to ``shift`` of the image width (and optional h-flip).
+
+    Teachers see augmented views so that the generator cannot satisfy them with brittle,
+    pixel-exact patterns; one ``grid_sample`` keeps the whole batch differentiable.
+    """
+    count = images.shape[0]
+    theta = torch.zeros(count, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    if flip:
+        theta[:, 0, 0] = torch.where(torch.rand(count, device=images.device) < 0.5, -1.0, 1.0)
+    theta[:, :, 2] = (torch.rand(count, 2, device=images.device) * 2 - 1) * 2 * shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def cycling_labels(*, count: int, num_classes: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``0, 1, .., C-1, 0, 1, ..``: ``count`` targets spread evenly over a teacher's classes."""
+    return torch.arange(count, device=device) % num_classes
+
+
+class BatchNormPrior:
+    """Forward hooks on a teacher's BatchNorm layers that measure DeepInversion's statistics loss.
+
+    After a forward pass, :meth:`loss` is the sum over layers of ``||mean - running_mean||`` plus
+    ``||var - running_var||`` of the layer's input batch. Use as a context manager.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        self._layers = [m for m in teacher.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+        self._handles: list[Any] = []
+        self._terms: list[torch.Tensor] = []
+
+    def __enter__(self) -> BatchNormPrior:
+        self._handles = [layer.register_forward_hook(self._hook) for layer in self._layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._layers)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._layers)
+
+    def reset(self) -> None:
+        self._terms = []
+
+    def loss(self) -> torch.Tensor:
+        """The summed statistics distance of the last forward pass."""
+        if not self._terms:
+            raise RuntimeError("no BatchNorm statistics recorded: run the teacher inside the context first")
+        return torch.stack(self._terms).sum()
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        features = inputs[0]
+        dims = [0] + list(range(2, features.dim()))
+        mean = features.mean(dim=dims)
+        var = features.var(dim=dims, unbiased=False)
+        self._terms.append(torch.linalg.vector_norm(mean - module.running_mean) + torch.linalg.vector_norm(var - module.running_var))
+
+
+def recover_task(
+    *,
+    generator: Generator,
+    teacher: TaskModel,
+    settings: InversionSettings,
+    adversary: Adversary | None = None,
+) -> tuple[RecoveredTask, list[torch.Tensor]]:
+    """Adapt ``generator`` in place to ``teacher`` for ``settings.steps`` steps from a fresh latent batch.
+
+    Pass a copy to keep the original. Returns the recovered task (images of the last step) and the
+    last step's gradient with respect to the generator's parameters (first-order MAML's
+    meta-gradient). The teacher and the adversary receive no parameter gradients.
+    """
+    if settings.steps < 1:
+        raise ConfigError("inversion needs at least one step")
+    start = time.perf_counter()
+    device = next(generator.parameters()).device
+    num_classes = teacher.num_classes
+    labels = cycling_labels(count=settings.images_per_task, num_classes=num_classes, device=device)
+    z = generator.sample_latent(count=settings.images_per_task, device=device).requires_grad_(True)
+    params = list(generator.parameters())
+    optimizer = torch.optim.Adam(
+        [{"params": params}, {"params": [z], "lr": settings.lr_z}], lr=settings.lr, betas=settings.betas
+    )
+    generator.train()
+    teacher.eval()
+    use_bn = settings.bn_weight > 0 and teacher.has_batchnorm
+    with BatchNormPrior(teacher) as prior:
+        for _ in range(settings.steps):
+            images = generator(z)
+            views = augment(images, shift=settings.aug_shift, flip=settings.aug_flip)
+            prior.reset()
+            teacher_logits = teacher(views)
+            loss = F.cross_entropy(teacher_logits, labels)
+            bn_loss = prior.loss() if prior.active else None
+            if use_bn and bn_loss is not None:
+                loss = loss + settings.bn_weight * bn_loss
+            if adversary is not None and settings.adv_weight > 0:
+                learner_logits = adversary(views, labels, num_classes)
+                agree = (learner_logits.argmax(dim=1) == teacher_logits.argmax(dim=1)).float()
+                divergence = kl_divergence(teacher_logits=teacher_logits, learner_logits=learner_logits)
+                loss = loss - settings.adv_weight * (divergence * agree).mean()
+            grads = torch.autograd.grad(loss, params + [z])
+            for tensor, grad in zip(params + [z], grads):
+                tensor.grad = grad
+            optimizer.step()
+    task = RecoveredTask(
+        images=images.detach(),
+        labels=labels,
+        teacher_accuracy=accuracy(logits=teacher_logits.detach(), labels=labels),
+        loss=float(loss.detach()),
+        bn_loss=None if bn_loss is None else float(bn_loss.detach()),
+        seconds=time.perf_counter() - start,
+    )
+    return task, [grad.detach() for grad in grads[: len(params)]]
+
+
+class MetaGenerator:
+    """The meta-generator ``θ_G`` and its persistent outer optimizer."""
+
+    def __init__(self, *, generator: Generator, settings: InversionSettings, meta_rule: str = "fomaml", meta_lr: float = 1e-3) -> None:
+        if meta_rule not in META_RULES:
+            raise ConfigError(f"unknown generator meta rule {meta_rule!r}; choose one of {META_RULES}")
+        self.generator = generator
+        self.settings = settings
+        self.meta_rule = meta_rule
+        self.optimizer = torch.optim.Adam(generator.parameters(), lr=meta_lr, betas=settings.betas)
+
+    def recover(self, *, teachers: Sequence[TaskModel], adversary: Adversary | None = None) -> list[RecoveredTask]:
+        """Invert every teacher from the current ``θ_G``, then take one meta-step averaged over them."""
+        if not teachers:
+            raise ConfigError("a meta-batch needs at least one teacher")
+        tasks: list[RecoveredTask] = []
+        meta_grads = [torch.zeros_like(p) for p in self.generator.parameters()]
+        for teacher in teachers:
+            fast = copy.deepcopy(self.generator)
+            task, last_grads = recover_task(generator=fast, teacher=teacher, settings=self.settings, adversary=adversary)
+            tasks.append(task)
+            if self.meta_rule == "fomaml":
+                updates = last_grads
+            else:
+                # Reptile: the "gradient" points from the adapted parameters back to θ_G.
+                updates = [slow.detach() - quick.detach() for slow, quick in zip(self.generator.parameters(), fast.parameters())]
+            for total, update in zip(meta_grads, updates):
+                total.add_(update, alpha=1.0 / len(teachers))
+        for param, grad in zip(self.generator.parameters(), meta_grads):
+            param.grad = grad
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return tasks
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def bn_statistics_distance(*, teacher: TaskModel, images: torch.Tensor) -> float:
+    """Mean over a teacher's BatchNorm layers of the DeepInversion distance for ``images``.
+
+    A quality score for recovered images that needs no real data: real images of the teacher's
+    classes give small distances, noise and degenerate images large ones. ``nan`` without BatchNorm.
+    """
+    with torch.no_grad(), BatchNormPrior(teacher) as prior:
+        if not prior.active:
+            return math.nan
+        teacher(images)
+        return float(prior.loss()) / prior.num_layers

@@ -1,0 +1,22 @@
+"""Distillation losses shared by FIVE (adversarial term) and BELL (alignment)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_divergence(*, teacher_logits: torch.Tensor, learner_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-sample ``KL(teacher || learner)`` of the softened distributions, computed from log-probabilities.
+
+    The released FREE code passes probabilities where ``F.kl_div`` expects log-probabilities, which
+    is not a divergence at all; this is the true KL, zero exactly when the distributions agree.
+    """
+    teacher_log = F.log_softmax(teacher_logits / temperature, dim=1)
+    learner_log = F.log_softmax(learner_logits / temperature, dim=1)
+    return F.kl_div(learner_log, teacher_log, reduction="none", log_target=True).sum(dim=1)
+
+
+def accuracy(*, logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max is the label."""
+    return float((logits.argmax(dim=1) == labels).float().mean())

@@ -1,0 +1,434 @@
+"""The FREE meta-training loop, readable top to bottom.
+
+One iteration:
+  1. draw ``teachers_per_step`` teachers (a teacher with more than ``n_way`` classes contributes a
+     random ``n_way``-class slice of its head);
+  2. FIVE: invert each of them from the meta-generator, meta-update the generator, and put every
+     teacher's recovered images into the task memory;
+  3. after ``warmup_iterations``: one BELL alignment step of the learner on the recovered tasks, then
+     replay of memory episodes until the mean query accuracy has not improved for ``patience``
+     outer steps (capped at ``max_replay_steps``);
+  4. every ``val_every`` iterations: few-shot accuracy on real meta-validation classes, keeping the
+     best learner (selection on meta-validation only; meta-test is never seen here);
+  5. an atomic checkpoint holding everything needed to resume exactly where the run stood.
+
+Files in ``out_dir``: ``config.json`` (resolved config), ``metrics.jsonl`` (one record per
+iteration), ``grids/`` (recovered images per teacher), ``checkpoint.pt`` (latest full state),
+``learner/`` (the selected learner as safetensors + JSON: best on meta-validation, else the last).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from freehub.atomic import atomic_path, atomic_write_text
+from freehub.data import ImageSet, save_grid
+from freehub.errors import ConfigError, TrainingError
+from freehub.free.align import alignment_gradient
+from freehub.free.config import MetaTrainConfig
+from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
+from freehub.free.fewshot import FewShotResult, evaluate_fewshot
+from freehub.free.generator import Generator
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask
+from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
+from freehub.free.losses import kl_divergence
+from freehub.free.memory import TaskMemory, class_key
+from freehub.task_model import TaskModel
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+# Knobs that may change when a run is resumed: extending a run, or moving it to another device.
+_RESUMABLE_CHANGES = frozenset({"iterations", "device"})
+
+
+@dataclass
+class MetaTrainResult:
+    """What a run produced. ``learner`` is the selected one (best on meta-validation, else the last)."""
+
+    run_dir: Path
+    learner: MetaLearner
+    learner_dir: Path
+    iterations: int
+    best_iteration: int | None
+    best_val: FewShotResult | None
+    last_val: FewShotResult | None
+    seconds: float
+    metrics_path: Path
+    checkpoint_path: Path
+
+
+@dataclass
+class _RunState:
+    learner: MetaLearner
+    learner_optimizer: torch.optim.Optimizer
+    meta_generator: MetaGenerator
+    memory: TaskMemory
+    iteration: int = 0
+    best_val: FewShotResult | None = None
+    best_iteration: int | None = None
+    seconds: float = 0.0
+
+
+def resolve_device(*, name: str) -> torch.device:
+    """``"auto"``: CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def meta_train(
+    *,
+    teachers: Sequence[TaskModel],
+    config: MetaTrainConfig,
+    out_dir: Path,
+    val_data: ImageSet | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> MetaTrainResult:
+    """Meta-train a few-shot learner from ``teachers`` with FREE; write the run into ``out_dir``.
+
+    Teachers are moved to the run's device and put in eval mode; their weights are never changed.
+    ``resume=True`` continues from ``out_dir/checkpoint.pt`` (and starts afresh if a killed run
+    left none); the config may differ only in ``iterations`` and ``device``. Without ``resume``, an
+    ``out_dir`` that already holds a run is refused. With the same seed, a resumed run ends with
+    the parameters an uninterrupted one would have (up to floating-point nondeterminism on GPU).
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    device = resolve_device(name=config.device)
+    teachers = _prepare_teachers(teachers=teachers, device=device)
+    if val_data is not None and val_data.num_classes < config.n_way:
+        raise ConfigError(f"validation data has {val_data.num_classes} classes, a {config.n_way}-way episode needs more")
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    metrics_path = out_dir / "metrics.jsonl"
+    if checkpoint_path.exists() and not resume:
+        raise TrainingError(f"{out_dir} already holds a run: pass resume=True to continue it, or choose another directory")
+
+    if resume and checkpoint_path.exists():
+        state = _load_checkpoint(path=checkpoint_path, config=config, teachers=teachers, device=device)
+        _truncate_metrics(path=metrics_path, keep_before=state.iteration)
+    else:
+        _seed_everything(seed=config.seed)
+        state = _fresh_state(config=config, device=device)
+        metrics_path.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device)}, indent=2) + "\n")
+
+    last_val: FewShotResult | None = None
+    bar = tqdm(total=config.iterations, initial=state.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
+    while state.iteration < config.iterations:
+        started = time.perf_counter()
+        iteration = state.iteration
+        rng = random.Random(f"{config.seed}/{iteration}")  # teacher draws derive from (seed, iteration) alone
+        record: dict[str, Any] = {"iteration": iteration, "phase": "warmup" if iteration < config.warmup_iterations else "train"}
+
+        # 1. Draw the meta-batch.
+        indices = rng.sample(range(len(teachers)), min(config.teachers_per_step, len(teachers)))
+        views = [_task_view(teacher=teachers[i], n_way=config.n_way, rng=rng) for i in indices]
+
+        # 2. FIVE: recover one task per teacher, meta-update the generator, fill the memory.
+        learner_active = iteration >= config.warmup_iterations
+        adversary = _adversary(learner=state.learner) if learner_active else None
+        tasks = state.meta_generator.recover(teachers=views, adversary=adversary)
+        for index, view, task in zip(indices, views, tasks):
+            keys = [class_key(teacher_index=index, label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
+            state.memory.add(images=task.images, labels=task.labels, keys=keys)
+        record.update(
+            teachers=indices,
+            recovery_seconds=[round(t.seconds, 4) for t in tasks],
+            teacher_acc=[t.teacher_accuracy for t in tasks],
+            inversion_loss=[t.loss for t in tasks],
+            bn_loss=[t.bn_loss for t in tasks],
+            memory_images=len(state.memory),
+            memory_classes=len(state.memory.keys),
+        )
+
+        # 3. BELL: align across this meta-batch's teachers, then replay episodes from memory.
+        if learner_active:
+            record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng)
+            record.update(_replay(state=state, config=config, device=device))
+
+        # 4. Pictures and meta-validation.
+        if iteration % config.grid_every == 0 or iteration + 1 == config.iterations:
+            _save_grids(out_dir=out_dir, iteration=iteration, indices=indices, views=views, tasks=tasks)
+        if val_data is not None and learner_active and ((iteration + 1) % config.val_every == 0 or iteration + 1 == config.iterations):
+            last_val = _validate(learner=state.learner, data=val_data, config=config)
+            record.update(val_acc=last_val.mean, val_ci95=last_val.ci95)
+            if state.best_val is None or last_val.mean > state.best_val.mean:
+                state.best_val, state.best_iteration = last_val, iteration
+                save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": iteration, "val_acc": last_val.mean, "val_ci95": last_val.ci95})
+
+        # 5. Log and checkpoint at the iteration boundary.
+        state.iteration = iteration + 1
+        state.seconds += time.perf_counter() - started
+        record["seconds"] = round(state.seconds, 3)
+        _append_metrics(path=metrics_path, record=record)
+        _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
+        bar.update(1)
+        bar.set_postfix(_postfix(record=record, best=state.best_val), refresh=False)
+    bar.close()
+
+    if state.best_iteration is None:
+        save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": state.iteration - 1})
+    return MetaTrainResult(
+        run_dir=out_dir,
+        learner=load_learner(directory=out_dir / "learner", device=device),
+        learner_dir=out_dir / "learner",
+        iterations=state.iteration,
+        best_iteration=state.best_iteration,
+        best_val=state.best_val,
+        last_val=last_val,
+        seconds=state.seconds,
+        metrics_path=metrics_path,
+        checkpoint_path=checkpoint_path,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of one iteration
+
+
+def _task_view(*, teacher: TaskModel, n_way: int, rng: random.Random) -> TaskModel:
+    # A learner with an n_way head distils at most n_way classes at once (see freehub.free.episodic).
+    if teacher.num_classes <= n_way:
+        return teacher
+    return teacher.head_slice(sorted(rng.sample(range(teacher.num_classes), n_way)))
+
+
+def _adversary(*, learner: MetaLearner) -> Adversary:
+    def logits(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        return task_logits(learner=learner, images=images, labels=labels, num_classes=num_classes)
+
+    return logits
+
+
+def _alignment_step(
+    *, state: _RunState, views: Sequence[TaskModel], tasks: Sequence[RecoveredTask], config: MetaTrainConfig, rng: random.Random
+) -> float:
+    """One BELL step; returns the mean KL met along the way (before each teacher's own step)."""
+    seen: list[float] = []
+
+    def distill(view: TaskModel, task: RecoveredTask) -> Callable[[nn.Module], torch.Tensor]:
+        with torch.no_grad():
+            teacher_logits = view(task.images)
+
+        def loss(model: nn.Module) -> torch.Tensor:
+            learner_logits = task_logits(learner=model, images=task.images, labels=task.labels, num_classes=view.num_classes)
+            value = kl_divergence(teacher_logits=teacher_logits, learner_logits=learner_logits).mean()
+            seen.append(float(value.detach()))
+            return value
+
+        return loss
+
+    order = list(range(len(tasks)))
+    rng.shuffle(order)
+    grads = alignment_gradient(model=state.learner, task_losses=[distill(views[i], tasks[i]) for i in order], lr=config.align_lr)
+    state.learner_optimizer.zero_grad(set_to_none=True)
+    for param, grad in zip(state.learner.parameters(), grads):
+        param.grad = config.align_weight * grad
+    state.learner_optimizer.step()
+    return float(np.mean(seen))
+
+
+def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> dict[str, Any]:
+    """Outer steps on memory episodes until the mean query accuracy stops improving."""
+    per_class = config.k_shot + config.q_queries
+    if not state.memory.can_sample(n_way=config.n_way, per_class=per_class):
+        return {"replay_steps": 0}
+    best_acc, stale, steps, accs, losses = -1.0, 0, 0, [], []
+    while stale < config.patience and steps < config.max_replay_steps:
+        outcomes = [_episode(state=state, config=config, device=device) for _ in range(config.episodes_per_step)]
+        loss = torch.stack([o.loss for o in outcomes]).mean()
+        state.learner_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.learner_optimizer.step()
+        acc = float(np.mean([o.accuracy for o in outcomes]))
+        accs.append(acc)
+        losses.append(float(loss.detach()))
+        if acc > best_acc:
+            best_acc, stale = acc, 0
+        else:
+            stale += 1
+        steps += 1
+    return {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+
+
+def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
+    episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries)
+    batch = {
+        "support_images": episode.support_images.to(device),
+        "support_labels": episode.support_labels.to(device),
+        "query_images": episode.query_images.to(device),
+        "query_labels": episode.query_labels.to(device),
+    }
+    if config.algorithm == "protonet":
+        return protonet_episode(learner=state.learner, **batch)
+    return maml_episode(learner=state.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
+
+
+def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) -> FewShotResult:
+    # The same seed every time: each validation sees the same episodes, so scores compare.
+    return evaluate_fewshot(
+        learner=learner,
+        data=data,
+        n_way=config.n_way,
+        k_shot=config.val_k_shot,
+        episodes=config.val_episodes,
+        q_queries=config.val_q_queries,
+        seed=config.seed,
+        steps=config.val_steps,
+        lr=config.val_lr,
+    )
+
+
+def _save_grids(*, out_dir: Path, iteration: int, indices: Sequence[int], views: Sequence[TaskModel], tasks: Sequence[RecoveredTask]) -> None:
+    for index, view, task in zip(indices, views, tasks):
+        save_grid(images=task.images.cpu(), path=out_dir / "grids" / f"iter{iteration:05d}_teacher{index:04d}.png", nrow=view.num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up, checkpoints and logs
+
+
+def _prepare_teachers(*, teachers: Sequence[TaskModel], device: torch.device) -> list[TaskModel]:
+    if not teachers:
+        raise ConfigError("meta-training needs at least one teacher")
+    for index, teacher in enumerate(teachers):
+        if teacher.num_classes < 2:
+            raise ConfigError(f"teacher {index} ({teacher.spec.architecture}) has fewer than 2 classes")
+    return [teacher.to(device).eval() for teacher in teachers]
+
+
+def _seed_everything(*, seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fresh_state(*, config: MetaTrainConfig, device: torch.device) -> _RunState:
+    learner = build_learner(spec=config.learner_spec()).to(device)
+    generator = Generator(latent_dim=config.latent_dim, width=config.generator_width, image_size=config.image_size).to(device)
+    return _RunState(
+        learner=learner,
+        learner_optimizer=torch.optim.Adam(learner.parameters(), lr=config.outer_lr),
+        meta_generator=MetaGenerator(
+            generator=generator, settings=config.inversion_settings(), meta_rule=config.generator_meta_rule, meta_lr=config.generator_meta_lr
+        ),
+        memory=TaskMemory(max_per_class=config.memory_per_class, max_images=config.memory_max_images),
+    )
+
+
+def _teacher_fingerprint(teachers: Sequence[TaskModel]) -> list[list[Any]]:
+    return [[t.spec.architecture, list(t.label_names)] for t in teachers]
+
+
+def _save_checkpoint(*, path: Path, state: _RunState, config: MetaTrainConfig, teachers: Sequence[TaskModel]) -> None:
+    numpy_state = np.random.get_state()
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "teachers": _teacher_fingerprint(teachers),
+        "iteration": state.iteration,
+        "best_val": None if state.best_val is None else {**asdict(state.best_val), "accuracies": list(state.best_val.accuracies)},
+        "best_iteration": state.best_iteration,
+        "seconds": state.seconds,
+        "learner": state.learner.state_dict(),
+        "learner_optimizer": state.learner_optimizer.state_dict(),
+        "meta_generator": state.meta_generator.state_dict(),
+        "memory": state.memory.state_dict(),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+    }
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def _load_checkpoint(*, path: Path, config: MetaTrainConfig, teachers: Sequence[TaskModel], device: torch.device) -> _RunState:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: report it as the user's problem
+        raise TrainingError(f"cannot read checkpoint {path}: {error}") from error
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    saved = MetaTrainConfig.from_dict(checkpoint["config"]).to_dict()
+    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
+    if changed:
+        raise TrainingError(f"cannot resume with a different config: {', '.join(changed)} changed")
+    if checkpoint["teachers"] != _teacher_fingerprint(teachers):
+        raise TrainingError("cannot resume with different teachers (names, order or labels changed)")
+    state = _fresh_state(config=config, device=device)
+    state.learner.load_state_dict(checkpoint["learner"])
+    state.learner_optimizer.load_state_dict(checkpoint["learner_optimizer"])
+    state.meta_generator.load_state_dict(checkpoint["meta_generator"])
+    state.memory.load_state_dict(checkpoint["memory"])
+    state.iteration = int(checkpoint["iteration"])
+    best_val = checkpoint["best_val"]
+    state.best_val = None if best_val is None else FewShotResult(**{**best_val, "accuracies": tuple(best_val["accuracies"])})
+    state.best_iteration = checkpoint["best_iteration"]
+    state.seconds = float(checkpoint["seconds"])
+    rng = checkpoint["rng"]
+    random.setstate(_as_python_state(rng["python"]))
+    np.random.set_state((rng["numpy"][0], np.asarray(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state
+
+
+def _as_python_state(state: Any) -> tuple[Any, ...]:
+    # random.setstate needs tuples where a serialiser may hand back lists.
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _append_metrics(*, path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(_json_safe(record)) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _truncate_metrics(*, path: Path, keep_before: int) -> None:
+    # A run killed after logging but before its checkpoint replays those iterations: drop their lines.
+    kept = [r for r in _read_metrics(path) if r["iteration"] < keep_before]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _postfix(*, record: dict[str, Any], best: FewShotResult | None) -> dict[str, str]:
+    postfix = {"t_acc": f"{np.mean(record['teacher_acc']):.2f}", "mem": str(record["memory_images"])}
+    if "episode_acc" in record:
+        postfix["ep_acc"] = f"{record['episode_acc']:.2f}"
+    if "val_acc" in record:
+        postfix["val"] = f"{record['val_acc']:.3f}"
+    if best is not None:
+        postfix["best"] = f"{best.mean:.3f}"
+    return postfix

@@ -1,0 +1,135 @@
+"""Episodic learners on real glyph episodes, few-shot evaluation, learner files, timm backbones."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from test_free_teachers import glyphs
+
+from freehub.data import EpisodeSampler, SplitData
+from freehub.errors import CheckpointError, ConfigError
+from freehub.free.episodic import maml_episode, protonet_episode, task_logits
+from freehub.free.fewshot import evaluate_fewshot
+from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner, save_learner
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data() -> SplitData:
+    return glyphs()
+
+
+def _train(learner: MetaLearner, data: SplitData, *, steps: int, first_order: bool = True) -> None:
+    sampler = EpisodeSampler(data.train, n_way=5, k_shot=1, q_queries=5, seed=1)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=3e-3)
+    for _ in range(steps):
+        episode = sampler.sample()
+        batch = dict(
+            support_images=episode.support_images,
+            support_labels=episode.support_labels,
+            query_images=episode.query_images,
+            query_labels=episode.query_labels,
+        )
+        if learner.head is None:
+            outcome = protonet_episode(learner=learner, **batch)
+        else:
+            outcome = maml_episode(learner=learner, steps=3, lr=0.1, first_order=first_order, **batch)
+        optimizer.zero_grad()
+        outcome.loss.backward()
+        optimizer.step()
+
+
+def _score(learner: MetaLearner, data: SplitData) -> float:
+    return evaluate_fewshot(learner=learner, data=data.val, n_way=5, k_shot=1, episodes=20, q_queries=5, seed=3, steps=3, lr=0.1).mean
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet"])
+def test_episodic_training_improves_few_shot_accuracy_on_unseen_classes(data: SplitData, algorithm: str) -> None:
+    torch.manual_seed(0)
+    learner = build_learner(spec=LearnerSpec(algorithm=algorithm, conv_width=16))
+    before = _score(learner, data)
+    _train(learner, data, steps=40)
+    after = _score(learner, data)
+    assert after > before + 0.05, (before, after)
+
+
+def test_second_order_maml_differs_from_first_order(data: SplitData) -> None:
+    torch.manual_seed(0)
+    learner = build_learner(spec=LearnerSpec(conv_width=8))
+    episode = EpisodeSampler(data.train, n_way=5, k_shot=1, q_queries=2, seed=0).sample()
+    grads = []
+    for first_order in (True, False):
+        outcome = maml_episode(
+            learner=learner,
+            support_images=episode.support_images,
+            support_labels=episode.support_labels,
+            query_images=episode.query_images,
+            query_labels=episode.query_labels,
+            steps=2,
+            lr=0.1,
+            first_order=first_order,
+        )
+        grads.append(torch.autograd.grad(outcome.loss, learner.backbone.blocks[0].weight)[0])
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_evaluation_is_repeatable_leaves_the_learner_unchanged_and_reports_its_interval(data: SplitData) -> None:
+    torch.manual_seed(0)
+    learner = build_learner(spec=LearnerSpec(conv_width=8))
+    before = copy.deepcopy(learner.state_dict())
+    first = evaluate_fewshot(learner=learner, data=data.val, n_way=5, k_shot=1, episodes=6, q_queries=3, seed=1, steps=2)
+    second = evaluate_fewshot(learner=learner, data=data.val, n_way=5, k_shot=1, episodes=6, q_queries=3, seed=1, steps=2)
+    assert first == second
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+    accuracies = torch.tensor(first.accuracies, dtype=torch.float64)
+    assert first.ci95 == pytest.approx(1.96 * float(accuracies.std(unbiased=False)) / 6**0.5)
+    assert first.bn_mode == "batch" and first.method == "finetune" and first.n_episodes == 6
+
+
+def test_a_head_of_another_width_is_replaced_for_evaluation(data: SplitData) -> None:
+    learner = build_learner(spec=LearnerSpec(conv_width=8, n_way=5))
+    result = evaluate_fewshot(learner=learner, data=data.val, n_way=3, k_shot=1, episodes=2, q_queries=2, seed=0, steps=1)
+    assert result.n_way == 3 and 0.0 <= result.mean <= 1.0
+
+
+def test_task_logits_read_a_teacher_task_through_the_first_head_rows() -> None:
+    learner = build_learner(spec=LearnerSpec(conv_width=8, n_way=5))
+    images = torch.rand(6, 3, 32, 32)
+    logits = task_logits(learner=learner, images=images, labels=torch.arange(6) % 3, num_classes=3)
+    torch.testing.assert_close(logits, learner(images)[:, :3])
+    with pytest.raises(ConfigError):
+        task_logits(learner=learner, images=images, labels=torch.arange(6) % 6, num_classes=6)
+
+
+def test_saved_learner_loads_back_identically(tmp_path: Path) -> None:
+    learner = build_learner(spec=LearnerSpec(conv_width=8, algorithm="protonet"))
+    save_learner(learner=learner, directory=tmp_path / "learner", extra={"iteration": 3})
+    loaded = load_learner(directory=tmp_path / "learner")
+    images = torch.rand(4, 3, 32, 32)
+    assert loaded.spec == learner.spec
+    torch.testing.assert_close(loaded.features(images), learner.features(images))
+    with pytest.raises(CheckpointError):
+        load_learner(directory=tmp_path / "missing")
+
+
+def test_a_timm_backbone_works_as_feature_extractor_with_batch_statistics() -> None:
+    spec = LearnerSpec(backbone="timm:resnet10t", backbone_args={"stem_width": 8, "channels": (8, 16, 16, 16)})
+    learner = build_learner(spec=spec)
+    images = torch.rand(5, 3, 32, 32)
+    assert learner(images).shape == (5, 5)
+    learner.eval()
+    # Batch statistics in eval mode too: the same image normalises differently in another batch.
+    assert not torch.allclose(learner(images)[:1], learner(torch.cat([images[:1], torch.rand(4, 3, 32, 32)]))[:1])
+
+
+def test_unknown_backbones_and_algorithms_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        build_learner(spec=LearnerSpec(backbone="vgg"))
+    with pytest.raises(ConfigError):
+        build_learner(spec=LearnerSpec(algorithm="reptile"))
+    with pytest.raises(ConfigError):
+        build_learner(spec=LearnerSpec(backbone="timm:no_such_model_anywhere"))
