@@ -6,11 +6,17 @@ Every command is a few lines over a public function; errors the user can act on
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 
+from freehub.cli.collect import collect_command
 from freehub.cli.data import data_app
+from freehub.cli.demo import demo_command
+from freehub.cli.registry import registry_app
+from freehub.cli.train import meta_train_command
+from freehub.cli.zoo import zoo_app
 from freehub.errors import FreehubError
 
 app = typer.Typer(
@@ -23,12 +29,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 app.add_typer(data_app, name="data")
+app.add_typer(zoo_app, name="zoo")
+app.command("collect")(collect_command)
+app.add_typer(registry_app, name="registry")
+app.command("meta-train")(meta_train_command)
+app.command("demo")(demo_command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the app, report a FreehubError as one line."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         app(args=argv, prog_name="freehub")
     except FreehubError as error:

@@ -57,6 +57,7 @@ class MetaTrainConfig:
     outer_lr: float = 1e-3
     align_lr: float = 0.015
     align_weight: float = 1.0
+    replay_augment: bool = True
     patience: int = 5
     max_replay_steps: int = 20
 

@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augment
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
@@ -50,6 +50,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 # Knobs that may change when a run is resumed: extending a run, or moving it to another device.
 _RESUMABLE_CHANGES = frozenset({"iterations", "device"})
+# ITU-R BT.601 weights: the same RGB-to-grey map TaskModel.preprocess applies for one-channel networks.
+_LUMINANCE = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -140,7 +142,7 @@ def meta_train(
         # 2. FIVE: recover one task per teacher, meta-update the generator, fill the memory.
         learner_active = iteration >= config.warmup_iterations
         adversary = _adversary(learner=state.learner) if learner_active else None
-        tasks = state.meta_generator.recover(teachers=views, adversary=adversary)
+        tasks = [_as_seen_by(teacher=view, task=task) for view, task in zip(views, state.meta_generator.recover(teachers=views, adversary=adversary))]
         for index, view, task in zip(indices, views, tasks):
             keys = [class_key(teacher_index=index, label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
             state.memory.add(images=task.images, labels=task.labels, keys=keys)
@@ -206,6 +208,20 @@ def _task_view(*, teacher: TaskModel, n_way: int, rng: random.Random) -> TaskMod
     return teacher.head_slice(sorted(rng.sample(range(teacher.num_classes), n_way)))
 
 
+def _as_seen_by(*, teacher: TaskModel, task: RecoveredTask) -> RecoveredTask:
+    """The task's images as its teacher perceives them: grey for a one-channel teacher.
+
+    A one-channel teacher reads only the luminance of the generator's RGB output, so the colour
+    of its recovered images is unconstrained noise; keeping it would teach the learner to attend
+    to a signal no teacher vouched for.
+    """
+    if teacher.spec.input_size[0] != 1:
+        return task
+    weights = task.images.new_tensor(_LUMINANCE).view(1, 3, 1, 1)
+    grey = (task.images * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    return replace(task, images=grey)
+
+
 def _adversary(*, learner: MetaLearner) -> Adversary:
     def logits(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         return task_logits(learner=learner, images=images, labels=labels, num_classes=num_classes)
@@ -267,14 +283,22 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
     episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries)
     batch = {
-        "support_images": episode.support_images.to(device),
+        "support_images": _replay_view(images=episode.support_images.to(device), config=config),
         "support_labels": episode.support_labels.to(device),
-        "query_images": episode.query_images.to(device),
+        "query_images": _replay_view(images=episode.query_images.to(device), config=config),
         "query_labels": episode.query_labels.to(device),
     }
     if config.algorithm == "protonet":
         return protonet_episode(learner=state.learner, **batch)
     return maml_episode(learner=state.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
+
+
+def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tensor:
+    # A memory class holds a few dozen images from a handful of inversions: random shifts keep the
+    # learner from memorising their exact pixels, which transfers to real classes worse.
+    if not config.replay_augment:
+        return images
+    return augment(images, shift=config.aug_shift, flip=config.aug_flip)
 
 
 def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) -> FewShotResult:

@@ -1,0 +1,79 @@
+"""`freehub collect`: crawl a Hub and register the classifiers found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from freehub.collect import DEFAULT_MAX_FILE_BYTES, collect
+from freehub.hub import open_hub
+from freehub.registry import Registry
+
+
+def collect_command(
+    tag: Annotated[
+        list[str], typer.Option("--tag", help="Only repos with this tag (repeat for several: all must match).")
+    ] = ["few-shot"],  # noqa: B006 - Typer reads the default, nothing mutates it
+    library: Annotated[
+        Optional[str], typer.Option("--library", help="Only repos of this library: timm or transformers.")
+    ] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Only repos of this user or organisation.")] = None,
+    search: Annotated[Optional[str], typer.Option("--search", help="Only repos whose id contains this text.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Look at this many search hits at most.")] = None,
+    hub: Annotated[
+        Optional[str],
+        typer.Option("--hub", help="Hub URL or local folder (default: $HF_ENDPOINT or https://huggingface.co)."),
+    ] = None,
+    registry: Annotated[
+        Optional[Path], typer.Option("--registry", help="Registry folder (default: $FREEHUB_HOME/registry).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Repos processed in parallel.")] = 4,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle", help="Accept .bin/.pth weights when a repo has no safetensors (loaded with weights_only)."
+        ),
+    ] = False,
+    max_file_mb: Annotated[
+        float, typer.Option("--max-file-mb", min=0, help="Refuse repos with a file larger than this many MiB.")
+    ] = DEFAULT_MAX_FILE_BYTES / 2**20,
+    retry_skipped: Annotated[
+        bool,
+        typer.Option("--retry-skipped", help="Download again revisions skipped earlier for a problem of their own bytes."),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Collect image classifiers from a Hub into the local registry.
+
+    Every hit is pinned to its commit, checked from its file listing before anything is
+    downloaded, verified by sha256, built once to prove it loads, and registered; anything else
+    is recorded as skipped with a reason (see `freehub registry list --all`). Running it again
+    only fetches new repos and new commits.
+
+    Examples:
+
+      freehub collect --tag few-shot
+
+      freehub collect --tag few-shot --library timm --author my-org --limit 50
+
+      freehub collect --hub ./my-local-hub --registry ./registry --json
+    """
+    with Registry.open(registry) as opened:
+        report = collect(
+            hub=open_hub(hub),
+            registry=opened,
+            tags=tuple(tag),
+            library=library,
+            author=author,
+            search=search,
+            limit=limit,
+            workers=workers,
+            allow_pickle=allow_pickle,
+            max_file_bytes=int(max_file_mb * 2**20),
+            retry_skipped=retry_skipped,
+            progress=not json_output,
+        )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if json_output else report.summary())

@@ -1,0 +1,359 @@
+"""Crawl a Hub for image classifiers, verify them and register them: the first arrow of freehub.
+
+For every search hit, :func:`collect` resolves the commit, decides from the file listing alone
+whether the repo is acceptable (file names, count, sizes, weight format), downloads exactly the
+chosen files pinned to that commit, checks their sizes and sha256 against the Hub's listing, reads
+the model card, builds the model through :func:`freehub.adapters.load_task_model` and registers
+it. A repo that fails any step is recorded as skipped with a reason key and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from freehub.adapters import DEFAULT_MAX_FILE_BYTES, load_task_model
+from freehub.errors import (
+    CheckpointError,
+    EntryNotFoundError,
+    FreehubError,
+    HubConnectionError,
+    HubError,
+    HubPermissionError,
+    RepoNotFoundError,
+)
+from freehub.hub import Hub, RepoFile, RepoInfo, RepoSummary
+from freehub.registry import ModelRecord, Registry, SkipRecord
+from freehub.task_model import ModelSpec
+
+DEFAULT_MAX_FILES = 200
+_METADATA_FILES = ("config.json", "preprocessor_config.json", "README.md")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# Reasons that follow from a revision's bytes alone: the same commit would fail the same way, so a
+# later crawl does not download it again (unless asked to with ``retry_skipped``). Every other
+# reason depends on the crawl's options, the token or the network, and is checked afresh.
+_PERMANENT_REASONS = frozenset(
+    {
+        "unsafe_path",
+        "no_weights",
+        "checksum_mismatch",
+        "bad_card",
+        "corrupt_weights",
+        "shape_mismatch",
+        "non_finite",
+        "bad_config",
+        "unknown_library",
+        "unknown_architecture",
+        "remote_code",
+        "unsafe_pickle",
+        "load_failed",
+    }
+)
+
+
+@dataclass
+class CollectReport:
+    """What one :func:`collect` run did, each list sorted by repo id."""
+
+    collected: list[ModelRecord] = field(default_factory=list)
+    already_present: list[ModelRecord] = field(default_factory=list)
+    skipped: list[SkipRecord] = field(default_factory=list)
+
+    def skipped_by_reason(self) -> dict[str, list[str]]:
+        """Repo ids of the skipped repos, grouped by reason key."""
+        groups: dict[str, list[str]] = {}
+        for skip in self.skipped:
+            groups.setdefault(skip.reason, []).append(skip.repo_id)
+        return dict(sorted(groups.items()))
+
+    def summary(self) -> str:
+        """A few human-readable lines: counts, then skipped repos by reason."""
+        lines = [
+            f"collected {len(self.collected)}, already present {len(self.already_present)}, "
+            f"skipped {len(self.skipped)}"
+        ]
+        for reason, repos in self.skipped_by_reason().items():
+            lines.append(f"  skipped ({reason}): {', '.join(repos)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {
+            "collected": [record.to_dict() for record in self.collected],
+            "already_present": [record.to_dict() for record in self.already_present],
+            "skipped": [skip.to_dict() for skip in self.skipped],
+            "skipped_by_reason": self.skipped_by_reason(),
+        }
+
+
+class _Skip(Exception):
+    """A repo revision that will not be registered; ``reason`` is the registry's reason key."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Options:
+    allow_pickle: bool
+    max_file_bytes: int
+    max_files: int
+    retry_skipped: bool
+
+
+def collect(
+    *,
+    hub: Hub,
+    registry: Registry,
+    tags: Sequence[str] = ("few-shot",),
+    library: str | None = None,
+    author: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    workers: int = 4,
+    allow_pickle: bool = False,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_files: int = DEFAULT_MAX_FILES,
+    retry_skipped: bool = False,
+    progress: bool = True,
+) -> CollectReport:
+    """Search ``hub`` and register every acceptable classifier found into ``registry``.
+
+    Repos already registered at their current commit are left alone; a repo with a new commit
+    gets a new registry version. Pickle weights are refused unless ``allow_pickle`` (and then
+    loaded with ``torch.load(weights_only=True)``). Revisions skipped earlier for a reason of
+    their own bytes are not downloaded again unless ``retry_skipped``. ``workers`` repos are
+    processed in parallel. Returns what was collected, already present and skipped.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    options = _Options(
+        allow_pickle=allow_pickle, max_file_bytes=max_file_bytes, max_files=max_files, retry_skipped=retry_skipped
+    )
+    report = CollectReport()
+    candidates = hub.search(tags=tags, library=library, author=author, search=search, limit=limit)
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool,
+        tqdm(total=limit, unit="repo", desc="collect", disable=not progress) as bar,
+    ):
+        futures = [pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options) for hit in candidates]
+        bar.total = len(futures)
+        bar.refresh()
+        for future in as_completed(futures):
+            outcome, record = future.result()
+            getattr(report, outcome).append(record)
+            bar.update(1)
+            bar.set_postfix(new=len(report.collected), present=len(report.already_present), skipped=len(report.skipped))
+    report.collected.sort(key=lambda record: record.repo_id)
+    report.already_present.sort(key=lambda record: record.repo_id)
+    report.skipped.sort(key=lambda skip: skip.repo_id)
+    return report
+
+
+def _collect_one(
+    *, hub: Hub, registry: Registry, summary: RepoSummary, options: _Options
+) -> tuple[str, ModelRecord | SkipRecord]:
+    """Process one search hit; returns the report list it belongs to and its record."""
+    repo_id = summary.repo_id
+    sha = summary.sha or ""
+    try:
+        # A search hit that already names a known commit costs no further request.
+        known = _known(registry=registry, repo_id=repo_id, sha=sha, options=options) if sha else None
+        if known is not None:
+            return known
+        info = _repo_info(hub=hub, repo_id=repo_id)
+        sha = info.sha
+        known = _known(registry=registry, repo_id=repo_id, sha=sha, options=options)
+        if known is not None:
+            return known
+        return "collected", _fetch_and_register(hub=hub, registry=registry, info=info, options=options)
+    except _Skip as skip:
+        return "skipped", registry.record_skip(repo_id=repo_id, sha=sha, reason=skip.reason, message=skip.message)
+
+
+def _known(
+    *, registry: Registry, repo_id: str, sha: str, options: _Options
+) -> tuple[str, ModelRecord | SkipRecord] | None:
+    """The outcome of an earlier crawl of this revision, when it still holds."""
+    present = registry.find(repo_id=repo_id, sha=sha)
+    if present is not None:
+        return "already_present", present
+    earlier = registry.find_skip(repo_id=repo_id, sha=sha)
+    if earlier is not None and earlier.reason in _PERMANENT_REASONS and not options.retry_skipped:
+        return "skipped", earlier
+    return None
+
+
+def _repo_info(*, hub: Hub, repo_id: str) -> RepoInfo:
+    try:
+        return hub.repo_info(repo_id=repo_id)
+    except HubError as error:
+        raise _Skip(_hub_reason(error), str(error)) from error
+
+
+def _hub_reason(error: HubError, *, info: RepoInfo | None = None) -> str:
+    if isinstance(error, HubPermissionError):
+        if info is not None and info.gated:
+            return "gated"
+        return "private" if info is not None and info.private else "access_denied"
+    if isinstance(error, RepoNotFoundError):
+        return "not_found"
+    if isinstance(error, EntryNotFoundError):
+        return "missing_file"
+    if isinstance(error, HubConnectionError):
+        return "unreachable"
+    return "hub_error"
+
+
+def _fetch_and_register(*, hub: Hub, registry: Registry, info: RepoInfo, options: _Options) -> ModelRecord:
+    chosen, pickled = _choose_files(files=info.files, options=options)
+    with registry.staging() as work:
+        download_dir = work / "download"
+        model_dir = work / "model"
+        model_dir.mkdir()
+        try:
+            local = hub.download(repo_id=info.repo_id, revision=info.sha, filenames=[f.path for f in chosen], local_dir=download_dir)
+        except HubError as error:
+            raise _Skip(_hub_reason(error, info=info), str(error)) from error
+        # Only the verified files move on: whatever else the download left (caches, locks) stays behind.
+        digests = {}
+        for entry in chosen:
+            digests[entry.path] = _verify(entry=entry, local=local, root=download_dir, options=options)
+            target = model_dir / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(local[entry.path], target)
+        card = _read_card(model_dir / "README.md")
+        spec = _normalise(folder=model_dir, options=options, pickled=pickled)
+        license_name = card.get("license")
+        tags = sorted({*info.tags, *(str(tag) for tag in _as_list(card.get("tags")))})
+        return registry.register(
+            staged=model_dir,
+            repo_id=info.repo_id,
+            sha=info.sha,
+            spec=spec,
+            files=digests,
+            license=str(license_name) if license_name is not None else None,
+            tags=tags,
+            pickled=pickled,
+        )
+
+
+def _choose_files(*, files: Sequence[RepoFile], options: _Options) -> tuple[list[RepoFile], bool]:
+    """Pick the files to download from the listing alone; returns them and whether weights are pickles."""
+    for entry in files:
+        if not _safe_name(entry.path):
+            raise _Skip("unsafe_path", f"refusing file name {entry.path!r}")
+    if len(files) > options.max_files:
+        raise _Skip("too_many_files", f"{len(files)} files listed, the limit is {options.max_files}")
+    top_level = [entry for entry in files if "/" not in entry.path]
+    names = {entry.path for entry in top_level}
+    pickled = False
+    if "model.safetensors" in names:
+        weights = [entry for entry in top_level if entry.path == "model.safetensors"]
+    elif "model.safetensors.index.json" in names:
+        weights = [entry for entry in top_level if entry.path.endswith((".safetensors", ".safetensors.index.json"))]
+    else:
+        weights = [entry for entry in top_level if entry.path.endswith(_PICKLE_SUFFIXES)]
+        if not weights:
+            raise _Skip("no_weights", "no model.safetensors (or pickle weights) at the repo root")
+        if not options.allow_pickle:
+            shown = ", ".join(entry.path for entry in weights)
+            raise _Skip("pickle_only", f"only pickle weights ({shown}); see allow_pickle / --allow-pickle")
+        pickled = True
+    chosen = weights + [entry for entry in top_level if entry.path in _METADATA_FILES]
+    for entry in chosen:
+        if entry.size > options.max_file_bytes:
+            raise _Skip("too_large", f"{entry.path} is {entry.size} bytes, the limit is {options.max_file_bytes}")
+    return chosen, pickled
+
+
+def _safe_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return (
+        bool(name)
+        and not path.is_absolute()
+        and "\\" not in name
+        and ":" not in name
+        and "\x00" not in name
+        and all(part not in ("", ".", "..") for part in name.split("/"))
+    )
+
+
+def _verify(*, entry: RepoFile, local: dict[str, Path], root: Path, options: _Options) -> str:
+    """Check one downloaded file against the listing; returns its sha256."""
+    path = local.get(entry.path)
+    if path is None or not path.is_file():
+        raise _Skip("missing_file", f"{entry.path} was not downloaded")
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise _Skip("unsafe_path", f"{entry.path} landed outside the download folder")
+    size = path.stat().st_size
+    if size > options.max_file_bytes:
+        raise _Skip("too_large", f"{entry.path} is {size} bytes, the limit is {options.max_file_bytes}")
+    if size != entry.size:
+        raise _Skip("checksum_mismatch", f"{entry.path} is {size} bytes, the Hub lists {entry.size}")
+    digest = _sha256(path)
+    if entry.sha256 is not None and digest != entry.sha256:
+        raise _Skip("checksum_mismatch", f"{entry.path} has sha256 {digest}, the Hub lists {entry.sha256}")
+    return digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    """The YAML front matter of a model card (empty without a card or front matter)."""
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise _Skip("bad_card", f"README.md is not UTF-8: {error}") from error
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return {}
+    try:
+        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
+    except StopIteration as error:
+        raise _Skip("bad_card", "README.md front matter is not closed by '---'") from error
+    try:
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as error:
+        raise _Skip("bad_card", f"README.md front matter is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _Skip("bad_card", f"README.md front matter is a {type(data).__name__}, not a mapping")
+    return data
+
+
+def _as_list(value: object) -> Iterable[object]:
+    if value is None:
+        return ()
+    return value if isinstance(value, list) else (value,)
+
+
+def _normalise(*, folder: Path, options: _Options, pickled: bool) -> ModelSpec:
+    try:
+        model = load_task_model(folder=folder, allow_pickle=pickled, max_file_bytes=options.max_file_bytes)
+    except CheckpointError as error:
+        raise _Skip(error.reason, str(error)) from error
+    except FreehubError as error:
+        raise _Skip("load_failed", str(error)) from error
+    except Exception as error:  # noqa: BLE001 - a hostile checkpoint must not stop the crawl
+        raise _Skip("load_failed", f"{type(error).__name__}: {error}") from error
+    return model.spec

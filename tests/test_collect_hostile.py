@@ -1,0 +1,229 @@
+"""Hostile and broken repos served by the test server: each is skipped with its reason, the crawl goes on,
+and nothing half-written reaches the registry."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from freehub.collect import collect
+from freehub.hub import open_hub
+from freehub.registry import Registry
+from test_collect import build_zoo
+
+torch.set_num_threads(1)
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that a pickle was executed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory):
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture
+def cats(zoo) -> dict[str, bytes]:
+    return dict(zoo["cats"].files)
+
+
+def _crawl(hub_server, org: str, tmp_path: Path, valid: dict[str, bytes], hostile: dict[str, bytes], *,
+           gated: bool = False, tags: tuple[str, ...] = ("few-shot",), **options):
+    """Serve one valid and one hostile repo under ``org``, collect them, check the registry holds only the valid one."""
+    hub_server.add_repo(f"{org}/valid", files=valid)
+    hub_server.add_repo(f"{org}/hostile", files=hostile, gated=gated)
+    registry = Registry.open(tmp_path / "registry")
+    report = collect(hub=open_hub(hub_server.url), registry=registry, tags=tags, author=org, progress=False, **options)
+    assert [r.repo_id for r in report.collected] == [f"{org}/valid"]
+    assert [r.repo_id for r in registry.list(all_versions=True)] == [f"{org}/valid"]
+    assert [p.name for p in (tmp_path / "registry" / "models").iterdir()] == [report.collected[0].id]
+    assert list((tmp_path / "registry" / "staging").iterdir()) == []
+    assert [s.repo_id for s in report.skipped] == [f"{org}/hostile"]
+    assert registry.skipped() == report.skipped
+    return report.skipped[0]
+
+
+def _downloads(hub_server, repo_id: str) -> list[str]:
+    return [r.path for r in hub_server.requests_to(f"/{repo_id}/resolve/")]
+
+
+def _tensors(files: dict[str, bytes]) -> dict[str, torch.Tensor]:
+    return load_safetensors(files["model.safetensors"])
+
+
+def test_pickle_only_weights_are_skipped_before_download(cats, hub_server, hub_org, tmp_path) -> None:
+    marker = tmp_path / "unpickled"
+    hostile = {"config.json": cats["config.json"], "pytorch_model.bin": pickle.dumps(_Marker(str(marker))), "README.md": cats["README.md"]}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile)
+    assert skip.reason == "pickle_only"
+    assert _downloads(hub_server, f"{hub_org}/hostile") == []
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_allow_pickle_never_executes_a_pickle(cats, hub_server, hub_org, tmp_path) -> None:
+    marker = tmp_path / "unpickled"
+    hostile = {"config.json": cats["config.json"], "pytorch_model.bin": pickle.dumps(_Marker(str(marker))), "README.md": cats["README.md"]}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, allow_pickle=True)
+    assert skip.reason == "unsafe_pickle"
+    assert not marker.exists()
+
+
+def test_allow_pickle_loads_plain_tensor_pickles(zoo, cats, hub_server, hub_org, tmp_path) -> None:
+    buffer = io.BytesIO()
+    torch.save(_tensors(cats), buffer)
+    hub_server.add_repo(f"{hub_org}/pickled", files={"config.json": cats["config.json"], "pytorch_model.bin": buffer.getvalue(), "README.md": cats["README.md"]})
+    registry = Registry.open(tmp_path)
+    report = collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, allow_pickle=True, progress=False)
+    [record] = report.collected
+    assert record.pickled and set(record.files) == {"config.json", "pytorch_model.bin", "README.md"}
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(registry.load(record.id)(images), zoo["cats"].logits(images), atol=1e-5)
+
+
+def test_truncated_safetensors_are_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    weights = cats["model.safetensors"]
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, {**cats, "model.safetensors": weights[: len(weights) // 2]})
+    assert skip.reason == "corrupt_weights"
+
+
+def test_bytes_that_differ_from_the_listed_hash_are_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    listed = cats["model.safetensors"] + b" "
+    hub_server.add_repo(f"{hub_org}/tampered", files={**cats, "model.safetensors": listed})
+    # The server now serves other bytes of the same size than the sha256 its listing announces.
+    (hub_server.root / "blobs" / hashlib.sha256(listed).hexdigest()).write_bytes(cats["model.safetensors"] + b"!")
+    registry = Registry.open(tmp_path)
+    report = collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, progress=False)
+    assert [(s.repo_id, s.reason) for s in report.skipped] == [(f"{hub_org}/tampered", "checksum_mismatch")]
+    assert registry.list(all_versions=True) == [] and list((tmp_path / "models").iterdir()) == []
+
+
+def test_weights_that_do_not_fit_the_config_are_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    tensors = _tensors(cats)
+    name = next(key for key, value in tensors.items() if value.dim() == 2)
+    tensors[name] = torch.zeros(7, tensors[name].shape[1])
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, {**cats, "model.safetensors": save_safetensors(tensors)})
+    assert skip.reason == "shape_mismatch"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_skipped(cats, hub_server, hub_org, tmp_path, value) -> None:
+    tensors = _tensors(cats)
+    first = next(name for name, tensor in tensors.items() if tensor.is_floating_point())
+    tensors[first] = tensors[first].clone()
+    tensors[first].view(-1)[0] = value
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, {**cats, "model.safetensors": save_safetensors(tensors)})
+    assert skip.reason == "non_finite"
+
+
+@pytest.mark.parametrize("config", [None, b"{not json", b"[1, 2]"])
+def test_a_missing_or_invalid_config_is_skipped(cats, hub_server, hub_org, tmp_path, config) -> None:
+    hostile = {key: value for key, value in cats.items() if key != "config.json"}
+    if config is not None:
+        hostile["config.json"] = config
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile)
+    assert skip.reason == "bad_config"
+
+
+def test_an_unbuildable_architecture_is_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    config = json.loads(cats["config.json"])
+    config["architecture"] = "no_such_network_anywhere"
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, {**cats, "config.json": json.dumps(config).encode()})
+    assert skip.reason == "unknown_architecture"
+
+
+def test_remote_code_is_skipped(zoo, cats, hub_server, hub_org, tmp_path) -> None:
+    birds = dict(zoo["birds"].files)
+    config = json.loads(birds["config.json"])
+    config["auto_map"] = {"AutoModelForImageClassification": "modeling_evil.EvilModel"}
+    birds["config.json"] = json.dumps(config).encode()
+    birds["modeling_evil.py"] = b"raise SystemExit('remote code ran')\n"
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, birds)
+    assert skip.reason == "remote_code"
+    assert not any(path.endswith("modeling_evil.py") for path in _downloads(hub_server, f"{hub_org}/hostile"))
+
+
+def test_an_oversized_file_is_skipped_before_download(cats, hub_server, hub_org, tmp_path) -> None:
+    limit = len(cats["model.safetensors"]) + 10
+    hostile = {**cats, "model.safetensors": b"\0" * (limit + 1)}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, max_file_bytes=limit)
+    assert skip.reason == "too_large"
+    assert _downloads(hub_server, f"{hub_org}/hostile") == []
+
+
+def test_too_many_files_are_skipped_before_download(cats, hub_server, hub_org, tmp_path) -> None:
+    hostile = {**cats, **{f"extra/{i}.txt": b"x" for i in range(8)}}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, max_files=len(cats) + 2)
+    assert skip.reason == "too_many_files"
+    assert _downloads(hub_server, f"{hub_org}/hostile") == []
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "/etc/evil.json", "sub/../../up.json", "C:/evil.json"])
+def test_unsafe_file_names_are_skipped_before_download(cats, hub_server, hub_org, tmp_path, name) -> None:
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, {**cats, name: b"{}"})
+    assert skip.reason == "unsafe_path"
+    assert _downloads(hub_server, f"{hub_org}/hostile") == []
+
+
+def test_a_malformed_card_is_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    hostile = {**cats, "README.md": b"---\ntags: [few-shot\nlicense: mit\n---\n# broken\n"}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, tags=())
+    assert skip.reason == "bad_card"
+
+
+def test_no_weights_at_all_is_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    hostile = {key: value for key, value in cats.items() if key != "model.safetensors"}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile)
+    assert skip.reason == "no_weights"
+
+
+def test_a_gated_repo_is_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, cats, gated=True)
+    assert skip.reason == "gated"
+
+
+def test_an_unauthorised_repo_is_skipped(cats, hub_server, hub_org, tmp_path) -> None:
+    hub_server.fail_next(path_prefix=f"/api/models/{hub_org}/hostile", status=401)
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, cats)
+    assert skip.reason == "access_denied"
+
+
+def test_a_permanent_skip_is_not_downloaded_again_unless_asked(cats, hub_server, hub_org, tmp_path) -> None:
+    weights = cats["model.safetensors"]
+    _crawl(hub_server, hub_org, tmp_path, cats, {**cats, "model.safetensors": weights[:100]})
+    registry = Registry.open(tmp_path / "registry")
+    hub = open_hub(hub_server.url)
+    seen = len(_downloads(hub_server, f"{hub_org}/hostile"))
+    again = collect(hub=hub, registry=registry, author=hub_org, progress=False)
+    assert [s.reason for s in again.skipped] == ["corrupt_weights"]
+    assert len(_downloads(hub_server, f"{hub_org}/hostile")) == seen
+    collect(hub=hub, registry=registry, author=hub_org, progress=False, retry_skipped=True)
+    assert len(_downloads(hub_server, f"{hub_org}/hostile")) > seen
+
+
+def test_an_allowed_retry_registers_a_repo_skipped_for_pickles(zoo, cats, hub_server, hub_org, tmp_path) -> None:
+    buffer = io.BytesIO()
+    torch.save(_tensors(cats), buffer)
+    pickled = {"config.json": cats["config.json"], "pytorch_model.bin": buffer.getvalue(), "README.md": cats["README.md"]}
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, pickled)
+    assert skip.reason == "pickle_only"
+    registry = Registry.open(tmp_path / "registry")
+    report = collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, allow_pickle=True, progress=False)
+    assert [r.repo_id for r in report.collected] == [f"{hub_org}/hostile"]
+    assert registry.skipped() == []

@@ -1,0 +1,156 @@
+"""The registry index and its on-disk layout, without building any model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from freehub.errors import RegistryError
+from freehub.registry import SPEC_FILENAME, Registry, default_registry_path, model_id_for
+from freehub.task_model import ModelSpec
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def _spec(labels: tuple[str, ...] = ("golden retriever", "LABEL_1", "Tabby Cat")) -> ModelSpec:
+    return ModelSpec(
+        library="timm",
+        architecture="resnet10t",
+        label_names=labels,
+        input_size=(3, 32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        interpolation="bicubic",
+        head_names=("fc.weight", "fc.bias"),
+        feature_dim=64,
+        param_count=1234,
+    )
+
+
+def _register(registry: Registry, *, repo_id: str = "org/cats", sha: str = SHA_A, labels: tuple[str, ...] | None = None):
+    with registry.staging() as work:
+        (work / "model.safetensors").write_bytes(b"weights")
+        return registry.register(
+            staged=work,
+            repo_id=repo_id,
+            sha=sha,
+            spec=_spec(labels) if labels else _spec(),
+            files={"model.safetensors": "f" * 64},
+            license="apache-2.0",
+            tags=("few-shot", "image-classification"),
+        )
+
+
+def test_register_indexes_every_field_and_moves_the_folder(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path / "reg")
+    record = _register(registry)
+    assert record.id == model_id_for(repo_id="org/cats", sha=SHA_A) == "org--cats--aaaaaaaaaaaa"
+    assert (record.version, record.status, record.library, record.architecture) == (1, "current", "timm", "resnet10t")
+    assert (record.input_size, record.mean, record.std, record.interpolation) == ((3, 32, 32), (0.5,) * 3, (0.25,) * 3, "bicubic")
+    assert record.num_classes == 3 and record.param_count == 1234 and record.feature_dim == 64
+    assert record.label_keys == ("golden_retriever", None, "tabby_cat")
+    assert record.head_names == ("fc.weight", "fc.bias")
+    assert (record.license, record.tags, record.files) == ("apache-2.0", ("few-shot", "image-classification"), {"model.safetensors": "f" * 64})
+    assert (record.path / "model.safetensors").read_bytes() == b"weights"
+    assert ModelSpec.from_dict(json.loads((record.path / SPEC_FILENAME).read_text())) == _spec()
+    assert list((tmp_path / "reg" / "staging").iterdir()) == []
+
+
+def test_registering_the_same_revision_twice_keeps_one_row(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    first = _register(registry)
+    second = _register(registry)
+    assert second == first
+    assert [r.id for r in registry.list(all_versions=True)] == [first.id]
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_a_new_commit_becomes_the_current_version(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    old = _register(registry, sha=SHA_A)
+    new = _register(registry, sha=SHA_B)
+    assert new.version == 2
+    assert [r.id for r in registry.list()] == [new.id]
+    assert [(r.id, r.status) for r in registry.list(all_versions=True)] == [(old.id, "superseded"), (new.id, "current")]
+
+
+def test_removing_the_current_version_promotes_the_previous_one(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    old = _register(registry, sha=SHA_A)
+    new = _register(registry, sha=SHA_B)
+    registry.remove(new.id)
+    assert not new.path.exists()
+    assert [(r.id, r.status) for r in registry.list(all_versions=True)] == [(old.id, "current")]
+    with pytest.raises(RegistryError, match="no model"):
+        registry.get(new.id)
+
+
+def test_list_filters_by_library_and_repo(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    _register(registry, repo_id="org/cats")
+    _register(registry, repo_id="org/dogs")
+    assert [r.repo_id for r in registry.list(repo_id="org/dogs")] == ["org/dogs"]
+    assert registry.list(library="transformers") == []
+    assert len(registry.list(library="timm")) == 2
+
+
+def test_skip_records_keep_their_first_time_until_the_reason_changes(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    first = registry.record_skip(repo_id="org/bad", sha=SHA_A, reason="corrupt_weights", message="truncated")
+    again = registry.record_skip(repo_id="org/bad", sha=SHA_A, reason="corrupt_weights", message="truncated")
+    assert again == first
+    changed = registry.record_skip(repo_id="org/bad", sha=SHA_A, reason="pickle_only", message="only .bin")
+    assert registry.skipped() == [changed]
+    assert registry.find_skip(repo_id="org/bad", sha=SHA_B) is None
+
+
+def test_registering_a_skipped_revision_clears_its_skip(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    registry.record_skip(repo_id="org/cats", sha=SHA_A, reason="pickle_only", message="only .bin")
+    _register(registry)
+    assert registry.skipped() == []
+
+
+def test_open_sweeps_unreferenced_model_folders_and_dead_staging(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    kept = _register(registry)
+    registry.close()
+    orphan = tmp_path / "models" / "org--half--cccccccccccc"
+    orphan.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_staging = tmp_path / "staging" / f"{dead.stdout.strip()}-0123"
+    dead_staging.mkdir()
+    live_staging = tmp_path / "staging" / f"{os.getpid()}-4567"
+    live_staging.mkdir()
+    Registry.open(tmp_path)
+    assert not orphan.exists() and not dead_staging.exists()
+    assert live_staging.exists() and kept.path.exists()
+
+
+def test_a_row_the_index_refuses_leaves_no_folder(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    broken = ModelSpec(library="timm", architecture=None, label_names=("a", "b"), input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3)  # type: ignore[arg-type]
+    with registry.staging() as work, pytest.raises(sqlite3.IntegrityError):
+        registry.register(staged=work, repo_id="org/cats", sha=SHA_A, spec=broken, files={})
+    assert list((tmp_path / "models").iterdir()) == []
+    assert registry.list(all_versions=True) == []
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    Registry.open(tmp_path).close()
+    with sqlite3.connect(tmp_path / "index.sqlite") as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(RegistryError, match="schema version 99"):
+        Registry.open(tmp_path)
+
+
+def test_default_location_follows_freehub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FREEHUB_HOME", str(tmp_path))
+    assert default_registry_path() == tmp_path / "registry"
