@@ -1,0 +1,116 @@
+"""The product path through the CLI: zoo -> collect -> registry -> meta-train -> resume, on real glyphs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from freehub.cli.app import app, main
+from freehub.data import load_glyphs
+from freehub.hub import LocalHub
+from freehub.zoo import build_zoo
+
+ORG = "e2e"
+TINY_RUN = {
+    "generator_width": 16,
+    "images_per_task": 10,
+    "teachers_per_step": 2,
+    "warmup_iterations": 1,
+    "max_replay_steps": 2,
+    "episodes_per_step": 1,
+    "inner_steps": 1,
+    "val_every": 1,
+    "val_episodes": 4,
+    "val_steps": 2,
+    "grid_every": 1,
+    "q_queries": 2,
+}
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def zoo_hub(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    build_zoo(hub=LocalHub(root=root), org=ORG, teachers=5, seed=0, data=load_glyphs(size=32), train_steps=20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry(zoo_hub, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("registry")
+    done = runner.invoke(app, ["collect", "--hub", str(zoo_hub), "--registry", str(folder), "--json"])
+    assert done.exit_code == 0, done.output
+    return folder
+
+
+def _invoke_json(args: list[str]) -> dict:
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+def test_collect_registers_every_teacher_of_the_zoo(registry: Path) -> None:
+    listed = _invoke_json(["registry", "list", "--registry", str(registry), "--json"])
+    assert len(listed["models"]) == 5
+    assert {m["library"] for m in listed["models"]} == {"timm", "transformers"}
+
+
+def test_second_collect_changes_nothing(zoo_hub: Path, registry: Path) -> None:
+    report = _invoke_json(["collect", "--hub", str(zoo_hub), "--registry", str(registry), "--json"])
+    assert report["collected"] == [] and len(report["already_present"]) == 5
+
+
+@pytest.mark.slow
+def test_meta_train_runs_and_resumes_from_the_registry(registry: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_RUN))
+    run = tmp_path / "run"
+    base = ["meta-train", "--registry", str(registry), "--out", str(run), "--config", str(config), "--val-data", "glyphs"]
+    first = _invoke_json([*base, "--iterations", "2", "--json"])
+    assert first["iterations"] == 2 and first["best_val"] is not None
+    resumed = _invoke_json([*base, "--iterations", "3", "--resume", "--json"])
+    assert resumed["iterations"] == 3
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["generator_width"] == 16 and resolved["iterations"] == 3
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    assert list((run / "grids").glob("*.png"))
+
+
+def test_meta_train_on_an_empty_registry_is_one_line_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["meta-train", "--registry", str(tmp_path / "empty"), "--out", str(tmp_path / "run")])
+    assert stop.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "freehub collect" in err
+
+
+def test_unknown_config_key_is_one_line_error(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("generator_wdith: 8\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["meta-train", "--out", str(tmp_path / "run"), "--config", str(config)])
+    assert stop.value.code == 2
+    assert "generator_wdith" in capsys.readouterr().err
+
+
+def test_collect_from_a_dead_endpoint_is_one_line_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["collect", "--hub", "http://127.0.0.1:9", "--registry", str(tmp_path / "reg")])
+    assert stop.value.code != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "127.0.0.1:9" in errors[0]
