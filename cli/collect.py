@@ -8,10 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from freehub.collect import DEFAULT_MAX_FILE_BYTES, collect
-from freehub.hub import open_hub
-from freehub.registry import Registry
-
 
 def collect_command(
     tag: Annotated[
@@ -38,8 +34,9 @@ def collect_command(
         ),
     ] = False,
     max_file_mb: Annotated[
-        float, typer.Option("--max-file-mb", min=0, help="Refuse repos with a file larger than this many MiB.")
-    ] = DEFAULT_MAX_FILE_BYTES / 2**20,
+        Optional[float],
+        typer.Option("--max-file-mb", min=0, help="Refuse repos with a file larger than this many MiB (default: 512)."),
+    ] = None,
     retry_skipped: Annotated[
         bool,
         typer.Option("--retry-skipped", help="Download again revisions skipped earlier for a problem of their own bytes."),
@@ -61,6 +58,12 @@ def collect_command(
 
       freehub collect --hub ./my-local-hub --registry ./registry --json
     """
+    # Imported here so that `freehub --help` does not pay for torch, timm and transformers.
+    from freehub.collect import DEFAULT_MAX_FILE_BYTES, collect
+    from freehub.hub import open_hub
+    from freehub.registry import Registry
+
+    max_file_bytes = DEFAULT_MAX_FILE_BYTES if max_file_mb is None else int(max_file_mb * 2**20)
     with Registry.open(registry) as opened:
         report = collect(
             hub=open_hub(hub),
@@ -72,7 +75,7 @@ def collect_command(
             limit=limit,
             workers=workers,
             allow_pickle=allow_pickle,
-            max_file_bytes=int(max_file_mb * 2**20),
+            max_file_bytes=max_file_bytes,
             retry_skipped=retry_skipped,
             progress=not json_output,
         )

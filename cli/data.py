@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from freehub.data import glyph_report, load_glyphs, save_split_preview
 
 data_app = typer.Typer(
     help=(
@@ -46,6 +45,8 @@ def glyphs_command(
     Example: freehub data glyphs --size 32 --channels 3 --seed 0 --preview glyphs.png
     """
     started = time.perf_counter()
+    from freehub.data import glyph_report, load_glyphs, save_split_preview
+
     data = load_glyphs(
         size=size,
         channels=channels,

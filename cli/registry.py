@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from freehub.registry import ModelRecord, Registry
+if TYPE_CHECKING:
+    from freehub.registry import ModelRecord, Registry
+
+
+def _open(path: Optional[Path]) -> "Registry":
+    # Imported on use so that `freehub --help` does not pay for torch, timm and transformers.
+    from freehub.registry import Registry
+
+    return Registry.open(path)
+
 
 registry_app = typer.Typer(
     help=(
@@ -41,7 +50,7 @@ def list_command(
 
     Example: freehub registry list --all
     """
-    with Registry.open(registry) as opened:
+    with _open(registry) as opened:
         records = opened.list(all_versions=all_)
         skipped = opened.skipped() if all_ else []
     if json_output:
@@ -71,7 +80,7 @@ def show_command(
 
     Example: freehub registry show org--cats-5way--0123456789ab --json
     """
-    with Registry.open(registry) as opened:
+    with _open(registry) as opened:
         record = opened.get(model_id)
     data = record.to_dict()
     if json_output:
@@ -91,12 +100,12 @@ def remove_command(
 
     Example: freehub registry remove org--cats-5way--0123456789ab
     """
-    with Registry.open(registry) as opened:
+    with _open(registry) as opened:
         record = opened.remove(model_id)
     typer.echo(f"removed {record.id} ({record.repo_id} version {record.version})")
 
 
-def _row(record: ModelRecord, *, show_status: bool) -> str:
+def _row(record: "ModelRecord", *, show_status: bool) -> str:
     channels, height, width = record.input_size
     status = f"  [{record.status}]" if show_status else ""
     return (
