@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from test_free_teachers import fit_split, glyphs, train_teacher
+from torch import nn
 
 from freehub.data import SplitData
 from freehub.errors import ConfigError, TrainingError
 from freehub.free import MetaTrainConfig, meta_train
-from freehub.task_model import TaskModel
+from freehub.free.learners import Conv4
+from freehub.task_model import ModelSpec, TaskModel
 
 torch.set_num_threads(1)
 
@@ -101,6 +103,19 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_the_same_config(tmp
         meta_train(teachers=teachers, config=replace(config, adv_weight=0.5), out_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(TrainingError, match="teachers"):
         meta_train(teachers=teachers[::-1], config=config, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_one_channel_teacher_fills_the_memory_with_grey_images(tmp_path: Path) -> None:
+    # The colour a luminance-only teacher cannot see must not reach the learner.
+    torch.manual_seed(0)
+    network = nn.Sequential(Conv4(width=8, in_channels=1), nn.Linear(32, 5)).eval()
+    spec = ModelSpec(library="torch", architecture="conv4-grey", label_names=tuple("abcde"), input_size=(1, 32, 32), mean=(0.5,), std=(0.5,))
+    config = replace(CONFIG, iterations=1, teachers_per_step=1)
+    meta_train(teachers=[TaskModel(network=network, spec=spec)], config=config, out_dir=tmp_path, progress=False)
+    memory = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["memory"]
+    images = torch.cat(memory["images"])
+    assert len(images) == config.images_per_task
+    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
 
 
 def test_config_round_trips_and_rejects_bad_knobs() -> None:

@@ -1,8 +1,17 @@
 """Every knob of a FREE meta-training run, with CPU defaults and the paper's GPU preset.
 
-The defaults finish a meaningful run on about 24 small Conv4 teachers in roughly ten minutes on two
-CPU cores (DESIGN.md's measurements: a half-width generator with 50 images costs ~1.3 s per
-5-step teacher recovery). :meth:`MetaTrainConfig.paper` is the reference setting for a GPU.
+The defaults finish a meaningful run on about 24 small teachers in roughly ten minutes on two CPU
+cores (DESIGN.md's measurements: a half-width generator with 50 images costs ~1.3 s per 5-step
+teacher recovery). :meth:`MetaTrainConfig.paper` is the reference setting for a GPU.
+
+The CPU learner is ProtoNet, not the paper's MAML. Measured on the embedded glyph set (5-way
+1-shot, meta-val): trained on real meta-train episodes for 100 outer steps, ProtoNet reaches 79%
+and second-order MAML 73%, at five times ProtoNet's cost per step; trained by FREE on the 24-teacher
+zoo with these defaults, ProtoNet gains about 9 points over its random initialisation, where MAML
+fell below its own. Replay is kept short on purpose (patience 5, at most 20 outer steps per
+iteration): longer replay, or random shifts of the replayed images, fitted the synthetic memory at
+the expense of the real classes. In the default run meta-validation accuracy peaked at iteration
+20 of 48 (about five minutes on one core); the trainer keeps the best learner on meta-validation.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ class MetaTrainConfig:
 
     seed: int = 0
     device: str = "auto"
-    iterations: int = 80
+    iterations: int = 48
     teachers_per_step: int = 4
     warmup_iterations: int = 4
 
@@ -46,7 +55,7 @@ class MetaTrainConfig:
     backbone: str = "conv4"
     backbone_args: dict[str, Any] = field(default_factory=dict)
     conv_width: int = 32
-    algorithm: str = "maml"
+    algorithm: str = "protonet"
     n_way: int = 5
     k_shot: int = 1
     q_queries: int = 5
@@ -57,7 +66,6 @@ class MetaTrainConfig:
     outer_lr: float = 1e-3
     align_lr: float = 0.015
     align_weight: float = 1.0
-    replay_augment: bool = True
     patience: int = 5
     max_replay_steps: int = 20
 
@@ -67,7 +75,7 @@ class MetaTrainConfig:
 
     # Meta-validation, checkpoints, pictures.
     val_every: int = 10
-    val_episodes: int = 50
+    val_episodes: int = 100
     val_k_shot: int = 1
     val_q_queries: int = 15
     val_steps: int = 10
@@ -81,6 +89,7 @@ class MetaTrainConfig:
         600 validation episodes."""
         preset = cls(
             iterations=1000,
+            algorithm="maml",
             warmup_iterations=20,
             generator_width=128,
             images_per_task=100,

@@ -40,7 +40,7 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augment
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
@@ -283,22 +283,14 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
     episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries)
     batch = {
-        "support_images": _replay_view(images=episode.support_images.to(device), config=config),
+        "support_images": episode.support_images.to(device),
         "support_labels": episode.support_labels.to(device),
-        "query_images": _replay_view(images=episode.query_images.to(device), config=config),
+        "query_images": episode.query_images.to(device),
         "query_labels": episode.query_labels.to(device),
     }
     if config.algorithm == "protonet":
         return protonet_episode(learner=state.learner, **batch)
     return maml_episode(learner=state.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
-
-
-def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tensor:
-    # A memory class holds a few dozen images from a handful of inversions: random shifts keep the
-    # learner from memorising their exact pixels, which transfers to real classes worse.
-    if not config.replay_augment:
-        return images
-    return augment(images, shift=config.aug_shift, flip=config.aug_flip)
 
 
 def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) -> FewShotResult:
