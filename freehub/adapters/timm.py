@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -212,18 +213,11 @@ def load_timm_model(*, config: Mapping[str, Any], tensors: Mapping[str, torch.Te
     if not head_params:
         raise CheckpointError(f"{spec.architecture} has no trainable classifier head", reason="bad_config")
     feature_dim = head.in_features if isinstance(head, nn.Linear) else int(getattr(network, "num_features", 0)) or None
-    spec = ModelSpec(
-        library=spec.library,
-        architecture=spec.architecture,
-        label_names=spec.label_names,
-        input_size=spec.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        interpolation=spec.interpolation,
+    spec = replace(
+        spec,
         head_names=head_params,
         feature_dim=feature_dim,
         param_count=sum(p.numel() for p in network.parameters()),
-        extra=spec.extra,
     )
     return TaskModel(network=network, spec=spec)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -231,18 +232,11 @@ def load_transformers_model(
     _refuse_partial_load(info)
     network.eval()
     head_names, feature_dim = _head(network, spec.num_classes)
-    spec = ModelSpec(
-        library=spec.library,
-        architecture=spec.architecture,
-        label_names=spec.label_names,
-        input_size=spec.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        interpolation=spec.interpolation,
+    spec = replace(
+        spec,
         head_names=head_names,
         feature_dim=feature_dim,
         param_count=sum(p.numel() for p in network.parameters()),
-        extra=spec.extra,
     )
     return TaskModel(network=network, spec=spec, logits_fn=output_logits)
 
