@@ -15,6 +15,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -58,6 +59,11 @@ if "huggingface_hub" in sys.modules:
         "HF_STORED_TOKENS_PATH": str(_home / "stored_tokens"),
     }.items():
         setattr(_constants, _name, _value)
+
+
+# The tests run small tensors, where thread hand-offs cost more than they save (several times slower on
+# two shared cores), and one thread makes results the same on every machine.
+torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -24,14 +24,6 @@ from freehub.zoo import RECIPES, Recipe, build_network, save_network
 LABELS = ("GREEK CAPITAL LETTER OMEGA", "HEBREW LETTER ALEF", "LATIN SMALL LETTER A", "ARMENIAN CAPITAL LETTER AYB", "RUNIC LETTER FEHU")
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _trained_looking(recipe: Recipe) -> torch.nn.Module:
     """A network whose BatchNorm statistics are not the defaults, so that buffers must round-trip too."""
     torch.manual_seed(7)

@@ -24,8 +24,6 @@ from freehub.collect import collect
 from freehub.hub import LocalHub, open_hub
 from freehub.registry import Registry
 
-torch.set_num_threads(1)
-
 
 @dataclass(frozen=True)
 class Teacher:

@@ -21,7 +21,6 @@ from test_collect import build_zoo, write_repo
 _COLLECT_SCRIPT = """
 import sys
 import torch
-torch.set_num_threads(1)
 from freehub.collect import collect
 from freehub.hub import LocalHub
 from freehub.registry import Registry

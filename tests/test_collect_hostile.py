@@ -19,8 +19,6 @@ from freehub.hub import open_hub
 from freehub.registry import Registry
 from test_collect import build_zoo
 
-torch.set_num_threads(1)
-
 
 class _Marker:
     """Unpickling this creates a file: proof that a pickle was executed."""

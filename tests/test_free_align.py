@@ -10,8 +10,6 @@ from torch import nn
 from freehub.free.align import alignment_gradient
 from freehub.free.losses import kl_divergence
 
-torch.set_num_threads(1)
-
 
 class _Point(nn.Module):
     def __init__(self, theta: torch.Tensor) -> None:

@@ -15,8 +15,6 @@ from freehub.free.episodic import maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import evaluate_fewshot
 from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner, save_learner
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def data() -> SplitData:

@@ -16,7 +16,6 @@ from freehub.free.inversion import augment
 from freehub.free.learners import LearnerSpec
 from freehub.task_model import TaskModel
 
-torch.set_num_threads(1)
 
 SETTINGS = InversionSettings(steps=3, images_per_task=20)
 

@@ -13,7 +13,6 @@ from test_free_teachers import fit_split, glyphs, judge_accuracy, train_judge, t
 
 from freehub.free import Generator, InversionSettings, MetaGenerator, bn_statistics_distance, recover_task
 
-torch.set_num_threads(1)
 
 SETTINGS = InversionSettings(steps=5, images_per_task=40)
 

@@ -14,7 +14,6 @@ from freehub.data import ImageSet, SplitData, load_glyphs
 from freehub.free.learners import Conv4
 from freehub.task_model import ModelSpec, TaskModel
 
-torch.set_num_threads(1)
 
 TRAIN_PER_CLASS = 15
 

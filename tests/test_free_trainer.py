@@ -17,7 +17,6 @@ from freehub.free import MetaTrainConfig, meta_train
 from freehub.free.learners import Conv4
 from freehub.task_model import ModelSpec, TaskModel
 
-torch.set_num_threads(1)
 
 CONFIG = MetaTrainConfig(
     seed=3,

@@ -16,7 +16,6 @@ from test_free_teachers import glyphs, train_teacher
 
 from freehub.free import MetaTrainConfig, build_learner, evaluate_fewshot, meta_train
 
-torch.set_num_threads(1)
 
 TEACHERS = 8
 EPISODES = 100

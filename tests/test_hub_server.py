@@ -12,11 +12,6 @@ from huggingface_hub import HfApi, hf_hub_download
 WRITE_TOKEN = "hf_test_write"
 
 
-@pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    torch.set_num_threads(1)
-
-
 def test_hf_api_lists_pages_through_the_link_header(hub_server, hub_org: str, monkeypatch) -> None:
     monkeypatch.setattr(hub_server, "page_size", 2)
     for index in range(5):

@@ -12,8 +12,6 @@ from freehub.hub import LocalHub
 from freehub.registry import Registry
 from test_collect import build_zoo, publish_to_folder
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory: pytest.TempPathFactory):

@@ -27,14 +27,6 @@ CLASSES_PER_GROUP = 6
 IMAGES_PER_CLASS = 9
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _toy_imageset(seed: int) -> ImageSet:
     """Classes as distinct coarse random patterns plus per-image noise: learnable in a few steps."""
     generator = torch.Generator().manual_seed(seed)
