@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,7 +12,9 @@ import typer
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the hub, registry, run and results.")] = Path("demo-out"),
     teachers: Annotated[int, typer.Option(min=5, help="Teachers in the zoo.")] = 24,
-    iterations: Annotated[int, typer.Option(min=1, help="FREE meta-iterations.")] = 40,
+    iterations: Annotated[
+        Optional[int], typer.Option(min=1, help="FREE meta-iterations (default: the CPU default of meta-train).")
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Meta-test episodes per setting.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ class DemoSettings:
     seed: int = 0
     size: int = 32
     teachers: int = 24
-    iterations: int = 40
+    iterations: int | None = None  # None: MetaTrainConfig's CPU default
     eval_episodes: int = 200
     shots: tuple[int, ...] = (1, 5)
 
@@ -100,7 +100,9 @@ def run_demo(*, out: Path, settings: DemoSettings = DemoSettings(), progress: bo
         report = collect(hub=hub, registry=registry, tags=("few-shot",), author=DEMO_ORG, progress=progress)
         log.info(report.summary())
         collected = len(registry.list())
-        config = MetaTrainConfig(seed=settings.seed, iterations=settings.iterations, image_size=settings.size)
+        config = MetaTrainConfig(seed=settings.seed, image_size=settings.size)
+        if settings.iterations is not None:
+            config = replace(config, iterations=settings.iterations)
         run_dir = out / "run"
         log.info(f"[3/4] meta-training with FREE into {run_dir}")
         run = meta_train(
