@@ -387,15 +387,22 @@ class _Api:
             "siblings": [_sibling(name, entry) for name, entry in sorted(record["files"].items())],
         })
 
-    def tree(self, repo_id: str, revision: str, prefix: str) -> _Reply:
+    def _readable(self, repo_id: str, revision: str) -> tuple[dict[str, Any] | None, _Reply | None]:
+        """The commit whose files may be read, or the refusal a Hub gives (hidden, gated, no such revision)."""
         meta, refusal = self._visible(repo_id)
         if refusal:
-            return refusal
+            return None, refusal
         if meta["gated"]:
-            return _error(403, "Access to this gated repo is restricted", code="GatedRepo")
+            return None, _error(403, "Access to this gated repo is restricted", code="GatedRepo")
         record = self.server._resolve(repo_id, revision)
         if record is None:
-            return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
+            return None, _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
+        return record, None
+
+    def tree(self, repo_id: str, revision: str, prefix: str) -> _Reply:
+        record, refusal = self._readable(repo_id, revision)
+        if refusal:
+            return refusal
         recursive = _truthy(self.query, "recursive")
         base = f"{prefix}/" if prefix else ""
         entries: dict[str, dict[str, Any]] = {}
@@ -417,14 +424,9 @@ class _Api:
         return _json(list(entries.values()))
 
     def resolve(self, repo_id: str, revision: str, filename: str) -> _Reply:
-        meta, refusal = self._visible(repo_id)
+        record, refusal = self._readable(repo_id, revision)
         if refusal:
             return refusal
-        if meta["gated"]:
-            return _error(403, "Access to this gated repo is restricted", code="GatedRepo")
-        record = self.server._resolve(repo_id, revision)
-        if record is None:
-            return _error(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
         entry = record["files"].get(filename)
         if entry is None:
             return _error(404, "Entry not found", code="EntryNotFound", headers={"X-Repo-Commit": record["sha"]})
