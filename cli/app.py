@@ -14,6 +14,7 @@ import typer
 from freehub.cli.collect import collect_command
 from freehub.cli.data import data_app
 from freehub.cli.demo import demo_command
+from freehub.cli.evaluate import evaluate_command
 from freehub.cli.registry import registry_app
 from freehub.cli.train import meta_train_command
 from freehub.cli.zoo import zoo_app
@@ -36,6 +37,7 @@ app.add_typer(zoo_app, name="zoo")
 app.command("collect")(collect_command)
 app.add_typer(registry_app, name="registry")
 app.command("meta-train")(meta_train_command)
+app.command("evaluate")(evaluate_command)
 app.command("demo")(demo_command)
 
 

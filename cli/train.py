@@ -17,12 +17,30 @@ def meta_train_command(
     config: Annotated[
         Optional[Path], typer.Option("--config", help="YAML file of settings; `preset: paper` for the GPU reference.")
     ] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Meta-iterations (each recovers a meta-batch of teachers).")] = None,
+    iterations: Annotated[
+        Optional[int], typer.Option(help="Meta-iterations (each recovers a meta-batch of teachers); 0 saves the untrained learner.")
+    ] = None,
     teachers_per_step: Annotated[Optional[int], typer.Option(help="Teachers per meta-batch.")] = None,
     val_data: Annotated[
         Optional[str],
         typer.Option(help="Real meta-validation classes: 'glyphs', an image folder, or 'hf:PATH_OR_ID'."),
     ] = None,
+    recovery: Annotated[
+        Optional[str],
+        typer.Option(
+            help="How tasks are recovered: 'meta-generator' (FREE), 'scratch-generator' (a fresh generator per teacher, "
+            "BiDf-MKD-style) or 'pixels' (images optimised per teacher, DeepInversion-style)."
+        ),
+    ] = None,
+    align: Annotated[
+        Optional[bool], typer.Option("--align/--no-align", help="BELL's gradient alignment across teachers (off: plain episodic replay).")
+    ] = None,
+    data_oracle: Annotated[
+        Optional[str],
+        typer.Option(help="Train the same learner on REAL images of the meta-train classes instead ('glyphs', a folder, 'hf:NAME'): the upper bound."),
+    ] = None,
+    oracle_classes: Annotated[str, typer.Option(help="With --data-oracle: 'all' meta-train classes, or only the 'teachers'' classes.")] = "all",
+    split_seed: Annotated[int, typer.Option(help="Seed of the data sets' class split (the zoo's teachers use split 0).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = None,
@@ -37,14 +55,24 @@ def meta_train_command(
     Example:
 
         freehub meta-train --out runs/free --val-data glyphs --iterations 40
+
+        freehub meta-train --out runs/pixels --val-data glyphs --recovery pixels
+
+        freehub meta-train --out runs/oracle --val-data glyphs --data-oracle glyphs --oracle-classes teachers
     """
     from freehub.meta import load_config, meta_train
 
     settings = load_config(
         path=config,
-        overrides={"iterations": iterations, "teachers_per_step": teachers_per_step, "seed": seed, "device": device},
+        overrides={
+            "iterations": iterations, "teachers_per_step": teachers_per_step, "seed": seed, "device": device,
+            "recovery": recovery, "align": align,
+        },
     )
-    result = meta_train(registry=registry, out_dir=out, config=settings, val_data=val_data, resume=resume, progress=not as_json)
+    result = meta_train(
+        registry=registry, out_dir=out, config=settings, val_data=val_data, oracle_data=data_oracle,
+        oracle_classes=oracle_classes, split_seed=split_seed, resume=resume, progress=not as_json,
+    )
     summary = {
         "run_dir": str(result.run_dir),
         "learner_dir": str(result.learner_dir),

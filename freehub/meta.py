@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from freehub.registry import Registry
 from freehub.task_model import TaskModel
 
 _PRESETS = {"cpu": MetaTrainConfig, "paper": MetaTrainConfig.paper}
+ORACLE_CLASSES = ("all", "teachers")
 
 
 def load_config(*, path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:
@@ -58,15 +61,35 @@ def load_config(*, path: str | os.PathLike[str] | None = None, overrides: dict[s
 def load_val_data(*, spec: str, size: int, seed: int = 0) -> ImageSet:
     """The meta-validation classes named by ``spec``: ``glyphs`` (the embedded set), a folder with a
     sub-folder per class, or ``hf:PATH_OR_ID`` for a `datasets` data set. Only the val split is used:
-    the test split stays untouched until evaluation."""
+    the test split stays untouched until evaluation. ``seed`` is the class split's seed, which must
+    be the one the teachers' classes were drawn from (0 for the embedded zoo)."""
+    return _load_split(spec=spec, size=size, seed=seed, split="val", option="--val-data")
+
+
+def load_oracle_data(*, spec: str, size: int, seed: int = 0, classes: str = "all", teachers: Sequence[TaskModel] = ()) -> ImageSet:
+    """Real images of the meta-TRAIN classes for the data oracle: all of them, or (``classes="teachers"``)
+    only those whose names are labels of ``teachers``, the fair ceiling of what the teachers know."""
+    if classes not in ORACLE_CLASSES:
+        raise ConfigError(f"--oracle-classes must be one of {', '.join(ORACLE_CLASSES)}, got {classes!r}")
+    data = _load_split(spec=spec, size=size, seed=seed, split="train", option="--data-oracle")
+    if classes == "all":
+        return data
+    known = {name for teacher in teachers for name in teacher.label_names}
+    chosen = [i for i, name in enumerate(data.class_names) if name in known]
+    if not chosen:
+        raise DataError(f"no class of {spec!r} carries a label of the registry's teachers")
+    return data.select_classes(chosen)
+
+
+def _load_split(*, spec: str, size: int, seed: int, split: str, option: str) -> ImageSet:
     if spec == "glyphs":
-        return load_glyphs(size=size, seed=seed).val
+        return getattr(load_glyphs(size=size, seed=seed), split)
     if spec.startswith("hf:"):
-        return load_hf_dataset(path=spec[3:], size=size, seed=seed).val
+        return getattr(load_hf_dataset(path=spec[3:], size=size, seed=seed), split)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
-        raise DataError(f"--val-data {spec!r} is neither 'glyphs', 'hf:NAME' nor an image folder")
-    return load_image_folder(root=folder, size=size, seed=seed).val
+        raise ConfigError(f"{option} {spec!r} is neither 'glyphs', 'hf:NAME' nor an image folder")
+    return getattr(load_image_folder(root=folder, size=size, seed=seed), split)
 
 
 def registry_teachers(*, registry: Registry, n_way: int) -> list[TaskModel]:
@@ -85,11 +108,23 @@ def meta_train(
     out_dir: str | os.PathLike[str],
     config: MetaTrainConfig | None = None,
     val_data: str | ImageSet | None = None,
+    oracle_data: str | ImageSet | None = None,
+    oracle_classes: str = "all",
+    split_seed: int = 0,
     resume: bool = False,
     progress: bool = True,
 ) -> MetaTrainResult:
-    """Run FREE on every model of ``registry`` (default location when ``None``) into ``out_dir``."""
+    """Run FREE on every model of ``registry`` (default location when ``None``) into ``out_dir``.
+
+    With ``oracle_data`` the same learner is meta-trained on real images of the meta-train classes
+    instead (``config.recovery`` becomes ``"real"``): the data oracle every data-free result is
+    measured against. ``split_seed`` fixes the class split of the data sets; the embedded zoo's
+    teachers are trained on split 0's meta-train classes, so another split would validate on classes
+    the teachers know.
+    """
     config = config or MetaTrainConfig()
+    if oracle_data is not None:
+        config = replace(config, recovery="real")
     config.validate()
     opened = registry if isinstance(registry, Registry) else Registry.open(registry)
     try:
@@ -98,7 +133,9 @@ def meta_train(
         if opened is not registry:
             opened.close()
     if isinstance(val_data, str):
-        val_data = load_val_data(spec=val_data, size=config.image_size, seed=config.seed)
+        val_data = load_val_data(spec=val_data, size=config.image_size, seed=split_seed)
+    if isinstance(oracle_data, str):
+        oracle_data = load_oracle_data(spec=oracle_data, size=config.image_size, seed=split_seed, classes=oracle_classes, teachers=teachers)
     return _train_on_teachers(
-        teachers=teachers, config=config, out_dir=Path(out_dir), val_data=val_data, resume=resume, progress=progress
+        teachers=teachers, config=config, out_dir=Path(out_dir), val_data=val_data, real_data=oracle_data, resume=resume, progress=progress
     )

@@ -23,6 +23,9 @@ from freehub.errors import ConfigError
 from freehub.free.inversion import META_RULES, InversionSettings
 from freehub.free.learners import ALGORITHMS, LearnerSpec
 
+RECOVERIES = ("meta-generator", "scratch-generator", "pixels", "real")
+"""``real`` is the data oracle: the memory holds real images instead of recovered ones."""
+
 
 @dataclass(frozen=True)
 class MetaTrainConfig:
@@ -32,6 +35,9 @@ class MetaTrainConfig:
     seed: int = 0
     device: str = "auto"
     iterations: int = 48
+    # A wall-clock budget in seconds (0: none): the run stops at the first iteration boundary past it,
+    # so that methods of different cost per iteration can be compared at equal time.
+    max_seconds: float = 0.0
     teachers_per_step: int = 4
     warmup_iterations: int = 4
 
@@ -47,9 +53,25 @@ class MetaTrainConfig:
     generator_meta_rule: str = "fomaml"
     generator_meta_lr: float = 1e-3
     adv_weight: float = 1.0
+    adv_temperature: float = 1.0
+    adv_cap: float = 1.0
     bn_prior_weight: float = 0.0
+    tv_weight: float = 0.0
+    l2_weight: float = 0.0
     aug_shift: float = 0.125
     aug_flip: bool = False
+    aug_rotate: float = 0.0
+    aug_scale: float = 0.0
+
+    # How tasks are recovered: FREE's meta-generator, or one of the baselines that start afresh for
+    # every teacher (a new generator, or the pixels themselves) with ``baseline_steps`` steps.
+    recovery: str = "meta-generator"
+    baseline_steps: int = 200
+    pixel_lr: float = 0.05
+    # Memory keeps only images whose teacher gives them their target label (on the un-augmented image).
+    memory_filter: bool = False
+    # A teacher whose recovered task it recognises less often than this teaches nothing this iteration.
+    min_teacher_acc: float = 0.0
 
     # BELL: learner, alignment and replay.
     backbone: str = "conv4"
@@ -64,8 +86,12 @@ class MetaTrainConfig:
     inner_lr: float = 0.01
     first_order: bool = False
     outer_lr: float = 1e-3
+    align: bool = True
     align_lr: float = 0.015
     align_weight: float = 1.0
+    # Per-image random greyscale and per-channel contrast/brightness in replay episodes, so that an
+    # episode cannot be solved by the colour style of the teacher that recovered a class.
+    replay_colour_jitter: bool = False
     patience: int = 5
     max_replay_steps: int = 20
 
@@ -110,18 +136,34 @@ class MetaTrainConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first knob that cannot work."""
         positive = (
-            "iterations", "teachers_per_step", "latent_dim", "generator_width", "images_per_task", "inversion_steps",
+            "teachers_per_step", "latent_dim", "generator_width", "images_per_task", "inversion_steps",
             "episodes_per_step", "inner_steps", "patience", "max_replay_steps", "memory_per_class", "memory_max_images",
             "val_every", "val_episodes", "val_k_shot", "val_q_queries", "grid_every", "k_shot", "q_queries",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_seconds < 0:
+            raise ConfigError(f"max_seconds cannot be negative, got {self.max_seconds}")
+        if self.iterations < 0:
+            raise ConfigError(f"iterations cannot be negative, got {self.iterations}")
         if self.warmup_iterations < 0:
             raise ConfigError("warmup_iterations cannot be negative")
         for name in ("inversion_lr", "inversion_lr_z", "generator_meta_lr", "outer_lr", "align_lr", "inner_lr", "val_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.recovery not in RECOVERIES:
+            raise ConfigError(f"recovery must be one of {RECOVERIES}, got {self.recovery!r}")
+        if self.baseline_steps < 1:
+            raise ConfigError(f"baseline_steps must be at least 1, got {self.baseline_steps}")
+        for name in ("adv_temperature", "adv_cap", "pixel_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("tv_weight", "l2_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if not 0 <= self.min_teacher_acc <= 1:
+            raise ConfigError(f"min_teacher_acc must be in [0, 1], got {self.min_teacher_acc}")
         if self.generator_meta_rule not in META_RULES:
             raise ConfigError(f"generator_meta_rule must be one of {META_RULES}, got {self.generator_meta_rule!r}")
         if self.algorithm not in ALGORITHMS:
@@ -146,17 +188,24 @@ class MetaTrainConfig:
         )
 
     def inversion_settings(self) -> InversionSettings:
-        """The FIVE inner-loop settings."""
+        """The per-teacher inversion settings of this run's recovery mode."""
+        baseline = self.recovery != "meta-generator"
         return InversionSettings(
-            steps=self.inversion_steps,
+            steps=self.baseline_steps if baseline else self.inversion_steps,
             images_per_task=self.images_per_task,
-            lr=self.inversion_lr,
+            lr=self.pixel_lr if self.recovery == "pixels" else self.inversion_lr,
             lr_z=self.inversion_lr_z,
             betas=self.inversion_betas,
             adv_weight=self.adv_weight,
             bn_weight=self.bn_prior_weight,
             aug_shift=self.aug_shift,
             aug_flip=self.aug_flip,
+            aug_rotate=self.aug_rotate,
+            aug_scale=self.aug_scale,
+            tv_weight=self.tv_weight,
+            l2_weight=self.l2_weight,
+            adv_temperature=self.adv_temperature,
+            adv_cap=self.adv_cap,
         )
 
     def to_dict(self) -> dict[str, Any]:

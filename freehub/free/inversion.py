@@ -35,6 +35,8 @@ from freehub.free.losses import accuracy, kl_divergence
 from freehub.task_model import TaskModel
 
 META_RULES = ("fomaml", "reptile")
+# ITU-R BT.601 weights: the RGB-to-grey map TaskModel.preprocess applies for one-channel networks.
+_LUMINANCE = (0.299, 0.587, 0.114)
 
 Adversary = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 """``(images, target labels, num_classes) -> learner logits`` over a teacher's classes."""
@@ -53,6 +55,12 @@ class InversionSettings:
     bn_weight: float = 0.0
     aug_shift: float = 0.125
     aug_flip: bool = False
+    aug_rotate: float = 0.0
+    aug_scale: float = 0.0
+    tv_weight: float = 0.0
+    l2_weight: float = 0.0
+    adv_temperature: float = 1.0
+    adv_cap: float = 1.0
 
 
 @dataclass
@@ -65,21 +73,30 @@ class RecoveredTask:
     loss: float
     bn_loss: float | None
     seconds: float
+    predictions: torch.Tensor | None = None
+    teacher_accuracy_clean: float = float("nan")
 
 
-def augment(images: torch.Tensor, *, shift: float, flip: bool) -> torch.Tensor:
-    """Differentiable random translation by up to ``shift`` of the image width (and optional h-flip).
+def augment(images: torch.Tensor, *, shift: float, flip: bool, rotate: float = 0.0, scale: float = 0.0) -> torch.Tensor:
+    """Differentiable random translation by up to ``shift`` of the image width, rotation by up to
+    ``rotate`` degrees, zoom by a factor in ``1 +/- scale``, and optional h-flip.
 
     Teachers see augmented views so that the generator cannot satisfy them with brittle,
-    pixel-exact patterns; one ``grid_sample`` keeps the whole batch differentiable.
+    pixel-exact patterns (the same pose variation a real image of the class has); one
+    ``grid_sample`` keeps the whole batch differentiable.
     """
     count = images.shape[0]
-    theta = torch.zeros(count, 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0] = 1.0
-    theta[:, 1, 1] = 1.0
+    device, dtype = images.device, images.dtype
+    angle = (torch.rand(count, device=device, dtype=dtype) * 2 - 1) * math.radians(rotate)
+    zoom = 1.0 + (torch.rand(count, device=device, dtype=dtype) * 2 - 1) * scale
+    theta = torch.zeros(count, 2, 3, device=device, dtype=dtype)
+    theta[:, 0, 0] = torch.cos(angle) / zoom
+    theta[:, 0, 1] = -torch.sin(angle) / zoom
+    theta[:, 1, 0] = torch.sin(angle) / zoom
+    theta[:, 1, 1] = torch.cos(angle) / zoom
     if flip:
-        theta[:, 0, 0] = torch.where(torch.rand(count, device=images.device) < 0.5, -1.0, 1.0)
-    theta[:, :, 2] = (torch.rand(count, 2, device=images.device) * 2 - 1) * 2 * shift
+        theta[:, 0, :2] *= torch.where(torch.rand(count, device=device) < 0.5, -1.0, 1.0).to(dtype).unsqueeze(1)
+    theta[:, :, 2] = (torch.rand(count, 2, device=device, dtype=dtype) * 2 - 1) * 2 * shift
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -135,6 +152,56 @@ class BatchNormPrior:
         self._terms.append(torch.linalg.vector_norm(mean - module.running_mean) + torch.linalg.vector_norm(var - module.running_var))
 
 
+def teacher_view(images: torch.Tensor, *, teacher: TaskModel) -> torch.Tensor:
+    """``images`` as ``teacher`` perceives them, still RGB: grey (luminance) for a one-channel teacher.
+
+    A one-channel teacher reads only the luminance of an RGB image, so colour it never saw is
+    unconstrained noise. Recovered images, the adversary and the memory all use this view, so the
+    learner is never taught a signal that no teacher vouched for.
+    """
+    if teacher.spec.input_size[0] != 1 or images.shape[1] != 3:
+        return images
+    grey = (images * images.new_tensor(_LUMINANCE).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return grey.expand(-1, 3, -1, -1)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (anisotropic L1 total variation)."""
+    return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+
+
+def _inversion_loss(
+    *,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    teacher: TaskModel,
+    settings: InversionSettings,
+    prior: BatchNormPrior,
+    adversary: Adversary | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The inversion objective of one step; returns (loss, teacher logits, BN distance or None)."""
+    views = augment(images, shift=settings.aug_shift, flip=settings.aug_flip, rotate=settings.aug_rotate, scale=settings.aug_scale)
+    prior.reset()
+    teacher_logits = teacher(views)
+    loss = F.cross_entropy(teacher_logits, labels)
+    bn_loss = prior.loss() if prior.active else None
+    if settings.bn_weight > 0 and bn_loss is not None:
+        loss = loss + settings.bn_weight * bn_loss
+    if settings.tv_weight > 0:
+        loss = loss + settings.tv_weight * total_variation(images)
+    if settings.l2_weight > 0:
+        # Towards mid-grey: keeps pixels off the sigmoid's flat ends where gradients vanish.
+        loss = loss + settings.l2_weight * (images - 0.5).pow(2).mean()
+    if adversary is not None and settings.adv_weight > 0:
+        learner_logits = adversary(views, labels, teacher.num_classes)
+        agree = (learner_logits.argmax(dim=1) == teacher_logits.argmax(dim=1)).float()
+        divergence = kl_divergence(teacher_logits=teacher_logits, learner_logits=learner_logits, temperature=settings.adv_temperature)
+        # Capped per sample: once an image is far from the learner's view, pushing further only
+        # breaks what the teacher recognises in it.
+        loss = loss - settings.adv_weight * (divergence.clamp(max=settings.adv_cap) * agree).mean()
+    return loss, teacher_logits, bn_loss
+
+
 def recover_task(
     *,
     generator: Generator,
@@ -144,16 +211,16 @@ def recover_task(
 ) -> tuple[RecoveredTask, list[torch.Tensor]]:
     """Adapt ``generator`` in place to ``teacher`` for ``settings.steps`` steps from a fresh latent batch.
 
-    Pass a copy to keep the original. Returns the recovered task (images of the last step) and the
-    last step's gradient with respect to the generator's parameters (first-order MAML's
-    meta-gradient). The teacher and the adversary receive no parameter gradients.
+    Pass a copy to keep the original. Returns the recovered task (images of the last step, in the
+    teacher's own channel view) and the last step's gradient with respect to the generator's
+    parameters (first-order MAML's meta-gradient). The teacher and the adversary receive no
+    parameter gradients.
     """
     if settings.steps < 1:
         raise ConfigError("inversion needs at least one step")
     start = time.perf_counter()
     device = next(generator.parameters()).device
-    num_classes = teacher.num_classes
-    labels = cycling_labels(count=settings.images_per_task, num_classes=num_classes, device=device)
+    labels = cycling_labels(count=settings.images_per_task, num_classes=teacher.num_classes, device=device)
     z = generator.sample_latent(count=settings.images_per_task, device=device).requires_grad_(True)
     params = list(generator.parameters())
     optimizer = torch.optim.Adam(
@@ -161,22 +228,12 @@ def recover_task(
     )
     generator.train()
     teacher.eval()
-    use_bn = settings.bn_weight > 0 and teacher.has_batchnorm
     with BatchNormPrior(teacher) as prior:
         for _ in range(settings.steps):
-            images = generator(z)
-            views = augment(images, shift=settings.aug_shift, flip=settings.aug_flip)
-            prior.reset()
-            teacher_logits = teacher(views)
-            loss = F.cross_entropy(teacher_logits, labels)
-            bn_loss = prior.loss() if prior.active else None
-            if use_bn and bn_loss is not None:
-                loss = loss + settings.bn_weight * bn_loss
-            if adversary is not None and settings.adv_weight > 0:
-                learner_logits = adversary(views, labels, num_classes)
-                agree = (learner_logits.argmax(dim=1) == teacher_logits.argmax(dim=1)).float()
-                divergence = kl_divergence(teacher_logits=teacher_logits, learner_logits=learner_logits)
-                loss = loss - settings.adv_weight * (divergence * agree).mean()
+            images = teacher_view(generator(z), teacher=teacher)
+            loss, teacher_logits, bn_loss = _inversion_loss(
+                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary
+            )
             grads = torch.autograd.grad(loss, params + [z])
             for tensor, grad in zip(params + [z], grads):
                 tensor.grad = grad
@@ -190,6 +247,67 @@ def recover_task(
         seconds=time.perf_counter() - start,
     )
     return task, [grad.detach() for grad in grads[: len(params)]]
+
+
+def recover_pixels(
+    *,
+    teacher: TaskModel,
+    settings: InversionSettings,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    adversary: Adversary | None = None,
+) -> RecoveredTask:
+    """DeepInversion / PURER-style recovery: optimise the images themselves, from noise, for ``settings.steps`` steps.
+
+    Nothing is shared between teachers: every call starts from fresh random pixels (through the
+    global torch RNG). Pixels live in logit space so that images stay in ``[0, 1]``; ``settings.lr``
+    is their Adam step size. Use the priors (``bn_weight``, ``tv_weight``, ``l2_weight``) to keep
+    the images away from adversarial noise.
+    """
+    if settings.steps < 1:
+        raise ConfigError("inversion needs at least one step")
+    start = time.perf_counter()
+    labels = cycling_labels(count=settings.images_per_task, num_classes=teacher.num_classes, device=device)
+    logits = (torch.randn(settings.images_per_task, 3, image_size, image_size, device=device) * 0.5).requires_grad_(True)
+    optimizer = torch.optim.Adam([logits], lr=settings.lr, betas=settings.betas)
+    teacher.eval()
+    with BatchNormPrior(teacher) as prior:
+        for _ in range(settings.steps):
+            images = teacher_view(torch.sigmoid(logits), teacher=teacher)
+            loss, teacher_logits, bn_loss = _inversion_loss(
+                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return RecoveredTask(
+        images=images.detach(),
+        labels=labels,
+        teacher_accuracy=accuracy(logits=teacher_logits.detach(), labels=labels),
+        loss=float(loss.detach()),
+        bn_loss=None if bn_loss is None else float(bn_loss.detach()),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def recover_from_scratch(
+    *,
+    teacher: TaskModel,
+    settings: InversionSettings,
+    latent_dim: int,
+    width: int,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    adversary: Adversary | None = None,
+) -> RecoveredTask:
+    """BiDf-MKD-style recovery: a freshly initialised generator per teacher, trained ``settings.steps`` steps.
+
+    The generator is built from the global torch RNG inside this call and dropped afterwards, so
+    no state carries from one teacher to the next.
+    """
+    generator = Generator(latent_dim=latent_dim, width=width, image_size=image_size).to(device)
+    task, _ = recover_task(generator=generator, teacher=teacher, settings=settings, adversary=adversary)
+    return task
 
 
 class MetaGenerator:

@@ -40,7 +40,7 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
@@ -49,9 +49,7 @@ from freehub.task_model import TaskModel
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 # Knobs that may change when a run is resumed: extending a run, or moving it to another device.
-_RESUMABLE_CHANGES = frozenset({"iterations", "device"})
-# ITU-R BT.601 weights: the same RGB-to-grey map TaskModel.preprocess applies for one-channel networks.
-_LUMINANCE = (0.299, 0.587, 0.114)
+_RESUMABLE_CHANGES = frozenset({"iterations", "device", "max_seconds"})
 
 
 @dataclass
@@ -95,12 +93,15 @@ def meta_train(
     config: MetaTrainConfig,
     out_dir: Path,
     val_data: ImageSet | None = None,
+    real_data: ImageSet | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> MetaTrainResult:
     """Meta-train a few-shot learner from ``teachers`` with FREE; write the run into ``out_dir``.
 
     Teachers are moved to the run's device and put in eval mode; their weights are never changed.
+    With ``config.recovery == "real"`` (the data oracle) the memory holds ``real_data`` instead of
+    recovered images, no teacher is needed, and the learner is trained by replay alone.
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` (and starts afresh if a killed run
     left none); the config may differ only in ``iterations`` and ``device``. Without ``resume``, an
     ``out_dir`` that already holds a run is refused. With the same seed, a resumed run ends with
@@ -109,7 +110,13 @@ def meta_train(
     config.validate()
     out_dir = Path(out_dir)
     device = resolve_device(name=config.device)
-    teachers = _prepare_teachers(teachers=teachers, device=device)
+    if config.recovery == "real":
+        if real_data is None:
+            raise ConfigError("the data oracle (recovery 'real') needs real images of the meta-train classes")
+        if real_data.num_classes < config.n_way:
+            raise ConfigError(f"the oracle's real data has {real_data.num_classes} classes, a {config.n_way}-way episode needs more")
+    else:
+        teachers = _prepare_teachers(teachers=teachers, device=device)
     if val_data is not None and val_data.num_classes < config.n_way:
         raise ConfigError(f"validation data has {val_data.num_classes} classes, a {config.n_way}-way episode needs more")
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -129,7 +136,7 @@ def meta_train(
 
     last_val: FewShotResult | None = None
     bar = tqdm(total=config.iterations, initial=state.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
-    while state.iteration < config.iterations:
+    while state.iteration < config.iterations and not (config.max_seconds and state.seconds >= config.max_seconds):
         started = time.perf_counter()
         iteration = state.iteration
         rng = random.Random(f"{config.seed}/{iteration}")  # teacher draws derive from (seed, iteration) alone
@@ -138,33 +145,53 @@ def meta_train(
         # 1. Draw the meta-batch.
         indices = rng.sample(range(len(teachers)), min(config.teachers_per_step, len(teachers)))
         views = [_task_view(teacher=teachers[i], n_way=config.n_way, rng=rng) for i in indices]
+        tasks: list[RecoveredTask]
 
-        # 2. FIVE: recover one task per teacher, meta-update the generator, fill the memory.
-        learner_active = iteration >= config.warmup_iterations
-        adversary = _adversary(learner=state.learner) if learner_active else None
-        tasks = [_as_seen_by(teacher=view, task=task) for view, task in zip(views, state.meta_generator.recover(teachers=views, adversary=adversary))]
-        for index, view, task in zip(indices, views, tasks):
-            keys = [class_key(teacher_index=index, label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
-            state.memory.add(images=task.images, labels=task.labels, keys=keys)
-        record.update(
-            teachers=indices,
-            recovery_seconds=[round(t.seconds, 4) for t in tasks],
-            teacher_acc=[t.teacher_accuracy for t in tasks],
-            inversion_loss=[t.loss for t in tasks],
-            bn_loss=[t.bn_loss for t in tasks],
-            memory_images=len(state.memory),
-            memory_classes=len(state.memory.keys),
-        )
+        # 2. Recover one task per teacher (FIVE, or a baseline), keep what each teacher vouches for.
+        learner_active = iteration >= config.warmup_iterations or config.recovery == "real"
+        if config.recovery == "real":
+            if not len(state.memory):
+                _fill_with_real_images(memory=state.memory, data=real_data)
+            tasks: list[RecoveredTask] = []
+            record.update(memory_images=len(state.memory), memory_classes=len(state.memory.keys))
+        else:
+            adversary = _adversary(learner=state.learner) if learner_active else None
+            tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device)
+            kept = [_vouched(view=view, task=task, config=config) for view, task in zip(views, tasks)]
+            taught = [i for i, (task, keep) in enumerate(zip(tasks, kept)) if task.teacher_accuracy_clean >= config.min_teacher_acc and keep.any()]
+            for i in taught:
+                view, task, keep = views[i], tasks[i], kept[i]
+                keys = [class_key(teacher_index=indices[i], label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
+                state.memory.add(images=task.images[keep], labels=task.labels[keep], keys=keys)
+            record.update(
+                teachers=indices,
+                recovery_seconds=[round(t.seconds, 4) for t in tasks],
+                teacher_acc=[t.teacher_accuracy for t in tasks],
+                teacher_acc_clean=[t.teacher_accuracy_clean for t in tasks],
+                stored_fraction=[round(float(k.float().mean()), 4) for k in kept],
+                taught=[indices[i] for i in taught],
+                inversion_loss=[t.loss for t in tasks],
+                bn_loss=[t.bn_loss for t in tasks],
+                memory_images=len(state.memory),
+                memory_classes=len(state.memory.keys),
+            )
+            views = [views[i] for i in taught]
+            tasks = [replace(tasks[i], images=tasks[i].images[kept[i]], labels=tasks[i].labels[kept[i]]) for i in taught]
+            indices = [indices[i] for i in taught]
 
         # 3. BELL: align across this meta-batch's teachers, then replay episodes from memory.
         if learner_active:
-            record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng)
+            if config.align and tasks:
+                record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng)
             record.update(_replay(state=state, config=config, device=device))
 
         # 4. Pictures and meta-validation.
-        if iteration % config.grid_every == 0 or iteration + 1 == config.iterations:
+        final = iteration + 1 == config.iterations or bool(
+            config.max_seconds and state.seconds + time.perf_counter() - started >= config.max_seconds
+        )
+        if tasks and (iteration % config.grid_every == 0 or final):
             _save_grids(out_dir=out_dir, iteration=iteration, indices=indices, views=views, tasks=tasks)
-        if val_data is not None and learner_active and ((iteration + 1) % config.val_every == 0 or iteration + 1 == config.iterations):
+        if val_data is not None and learner_active and ((iteration + 1) % config.val_every == 0 or final):
             last_val = _validate(learner=state.learner, data=val_data, config=config)
             record.update(val_acc=last_val.mean, val_ci95=last_val.ci95)
             if state.best_val is None or last_val.mean > state.best_val.mean:
@@ -181,6 +208,8 @@ def meta_train(
         bar.set_postfix(_postfix(record=record, best=state.best_val), refresh=False)
     bar.close()
 
+    if not checkpoint_path.exists():  # zero iterations: the untrained state is still a run that can be extended
+        _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
     if state.best_iteration is None:
         save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": state.iteration - 1})
     return MetaTrainResult(
@@ -208,18 +237,52 @@ def _task_view(*, teacher: TaskModel, n_way: int, rng: random.Random) -> TaskMod
     return teacher.head_slice(sorted(rng.sample(range(teacher.num_classes), n_way)))
 
 
-def _as_seen_by(*, teacher: TaskModel, task: RecoveredTask) -> RecoveredTask:
-    """The task's images as its teacher perceives them: grey for a one-channel teacher.
+def _recover(
+    *, state: _RunState, config: MetaTrainConfig, views: Sequence[TaskModel], adversary: Adversary | None, device: torch.device
+) -> list[RecoveredTask]:
+    """One task per teacher, by the run's recovery mode; only the meta-generator carries state across teachers."""
+    settings = config.inversion_settings()
+    if config.recovery == "meta-generator":
+        tasks = state.meta_generator.recover(teachers=views, adversary=adversary)
+    elif config.recovery == "scratch-generator":
+        tasks = [
+            recover_from_scratch(
+                teacher=view, settings=settings, latent_dim=config.latent_dim, width=config.generator_width,
+                image_size=config.image_size, device=device, adversary=adversary,
+            )
+            for view in views
+        ]
+    else:
+        tasks = [
+            recover_pixels(teacher=view, settings=settings, image_size=config.image_size, device=device, adversary=adversary)
+            for view in views
+        ]
+    return [_with_clean_accuracy(view=view, task=task) for view, task in zip(views, tasks)]
 
-    A one-channel teacher reads only the luminance of the generator's RGB output, so the colour
-    of its recovered images is unconstrained noise; keeping it would teach the learner to attend
-    to a signal no teacher vouched for.
-    """
-    if teacher.spec.input_size[0] != 1:
-        return task
-    weights = task.images.new_tensor(_LUMINANCE).view(1, 3, 1, 1)
-    grey = (task.images * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
-    return replace(task, images=grey)
+
+def _with_clean_accuracy(*, view: TaskModel, task: RecoveredTask) -> RecoveredTask:
+    # The teacher's verdict on the image as stored (no augmentation): what the memory's label rests on.
+    with torch.no_grad():
+        predictions = view(task.images).argmax(dim=1)
+    return replace(task, predictions=predictions, teacher_accuracy_clean=float((predictions == task.labels).float().mean()))
+
+
+def _vouched(*, view: TaskModel, task: RecoveredTask, config: MetaTrainConfig) -> torch.Tensor:
+    """Which images of ``task`` go into memory: all, or (``memory_filter``) those the teacher labels as targeted."""
+    if not config.memory_filter or task.predictions is None:
+        return torch.ones(len(task.labels), dtype=torch.bool, device=task.labels.device)
+    return task.predictions == task.labels
+
+
+def _fill_with_real_images(*, memory: TaskMemory, data: ImageSet | None) -> None:
+    """The data oracle's memory: up to ``memory.max_per_class`` real images of every class of ``data``."""
+    if data is None:
+        raise ConfigError("recovery 'real' (the data oracle) needs real images")
+    images = data.as_float()
+    keys = [f"real/{name}" for name in data.class_names]
+    for label in range(data.num_classes):
+        rows = torch.nonzero(data.labels == label).flatten()[: memory.max_per_class]
+        memory.add(images=images[rows], labels=torch.zeros(len(rows), dtype=torch.long), keys=[keys[label]])
 
 
 def _adversary(*, learner: MetaLearner) -> Adversary:
@@ -282,15 +345,30 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) 
 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
     episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries)
+    support, query = episode.support_images, episode.query_images
+    if config.replay_colour_jitter:
+        support, query = colour_jitter(support), colour_jitter(query)
     batch = {
-        "support_images": episode.support_images.to(device),
+        "support_images": support.to(device),
         "support_labels": episode.support_labels.to(device),
-        "query_images": episode.query_images.to(device),
+        "query_images": query.to(device),
         "query_labels": episode.query_labels.to(device),
     }
     if config.algorithm == "protonet":
         return protonet_episode(learner=state.learner, **batch)
     return maml_episode(learner=state.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
+
+
+def colour_jitter(images: torch.Tensor) -> torch.Tensor:
+    """Per image: greyscale with probability 1/2, then each channel's range mapped to a random
+    ``[low, high]`` (low in [0, 0.4], high in [0.6, 1]): a new contrast, brightness and tint, the
+    shapes untouched. Draws from the global torch RNG."""
+    count = images.shape[0]
+    grey = images.mean(dim=1, keepdim=True).expand_as(images)
+    images = torch.where(torch.rand(count, 1, 1, 1) < 0.5, grey, images)
+    low = torch.rand(count, images.shape[1], 1, 1) * 0.4
+    high = 0.6 + torch.rand(count, images.shape[1], 1, 1) * 0.4
+    return low + (high - low) * images
 
 
 def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) -> FewShotResult:
@@ -440,7 +518,9 @@ def _truncate_metrics(*, path: Path, keep_before: int) -> None:
 
 
 def _postfix(*, record: dict[str, Any], best: FewShotResult | None) -> dict[str, str]:
-    postfix = {"t_acc": f"{np.mean(record['teacher_acc']):.2f}", "mem": str(record["memory_images"])}
+    postfix = {"mem": str(record["memory_images"])}
+    if record.get("teacher_acc_clean"):
+        postfix["t_acc"] = f"{np.mean(record['teacher_acc_clean']):.2f}"
     if "episode_acc" in record:
         postfix["ep_acc"] = f"{record['episode_acc']:.2f}"
     if "val_acc" in record:

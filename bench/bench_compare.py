@@ -1,0 +1,308 @@
+"""FREE beside every baseline, on the embedded zoo: the instrument every claim of freehub is measured with.
+
+One run builds (or reuses) the teacher zoo on a local folder Hub, collects it into a registry, and
+meta-trains the same learner under one wall-clock budget per method, for several seeds:
+
+    random            the learner's random initialisation (no training)
+    oracle-all        the same learner trained on REAL images of all meta-train classes
+    oracle-teachers   ... of only the classes the teachers were trained on (the fair ceiling)
+    scratch-generator a fresh generator per teacher, BiDf-MKD-style
+    pixels            images optimised per teacher with BN / TV / L2 priors, DeepInversion-style
+    free-no-align     FREE's recovery, plain episodic replay (no BELL alignment)
+    free              FREE
+
+Every learner is scored on the same glyph meta-test episodes (5-way 1-shot and 5-shot). It writes
+``compare.md`` (the table), ``compare.json``, ``val_curves.png`` (meta-val accuracy against
+wall-clock), and ``recovered.png`` (a labelled grid of real images and each method's recovered
+images of the same classes).
+
+    python bench/bench_compare.py --out bench_results              # full: 3 seeds, ~1.5 h on 2 CPU cores
+    python bench/bench_compare.py --quick --out bench_results      # CI smoke run, a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from freehub.collect import collect
+from freehub.data import ImageSet, load_glyphs, save_grid
+from freehub.evaluate import EvaluationRequest, evaluate_models, load_model
+from freehub.free.config import MetaTrainConfig
+from freehub.free.trainer import meta_train
+from freehub.hub import LocalHub
+from freehub.meta import load_oracle_data, registry_teachers
+from freehub.registry import Registry
+from freehub.task_model import canonical_label_key
+from freehub.zoo import build_zoo
+
+ORG = "bench"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the table: a name and the config changes that make it."""
+
+    name: str
+    changes: dict[str, Any]
+    oracle: str | None = None
+
+
+def methods(*, free: MetaTrainConfig) -> list[Method]:
+    """The methods compared, all on the same learner and schedule as ``free``."""
+    return [
+        Method("random", {"iterations": 0}),
+        Method("oracle-all", {}, oracle="all"),
+        Method("oracle-teachers", {}, oracle="teachers"),
+        Method("scratch-generator", {"recovery": "scratch-generator"}),
+        Method("pixels", {"recovery": "pixels"}),
+        Method("free-no-align", {"align": False}),
+        Method("free", {}),
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_results"))
+    parser.add_argument("--work", type=Path, default=None, help="zoo, registry and runs (default: OUT/work); reused when present")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--budget", type=float, default=300.0, help="meta-training seconds per method and seed")
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--teachers", type=int, default=24)
+    parser.add_argument("--zoo-steps", type=int, default=150)
+    parser.add_argument("--baseline-steps", type=int, default=200, help="inversion steps of the scratch and pixel baselines")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default=None, help="comma-separated method names")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 1 seed, tiny budgets")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.episodes, args.teachers, args.zoo_steps, args.baseline_steps = "0", 8.0, 40, 6, 30, 10
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    work = args.work or args.out / "work"
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    data = load_glyphs(size=32, seed=0)
+    registry_dir = _zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)
+    with Registry.open(registry_dir) as registry:
+        teachers = registry_teachers(registry=registry, n_way=5)
+    free = MetaTrainConfig(device="cpu", iterations=10_000, max_seconds=args.budget, baseline_steps=args.baseline_steps)
+    if args.quick:
+        free = replace(free, warmup_iterations=1, val_every=2, val_episodes=10, max_replay_steps=3, images_per_task=20, generator_width=16)
+    chosen = methods(free=free)
+    if args.only:
+        wanted = set(args.only.split(","))
+        chosen = [m for m in chosen if m.name in wanted]
+    request = EvaluationRequest(split="test", n_way=5, shots=(1, 5), episodes=args.episodes, seed=0)
+
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        for method in chosen:
+            runs.append(_run(method=method, seed=seed, free=free, teachers=teachers, data=data, work=work, request=request))
+            print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
+    rows = _summarise(runs)
+    table = _table(rows, budget=args.budget, episodes=args.episodes, seeds=seeds)
+    (args.out / "compare.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / "compare.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": runs}, indent=2) + "\n")
+    _plot_curves(runs, args.out / "val_curves.png")
+    _recovered_grid(work=work, seed=seeds[0], names=[m.name for m in chosen], data=data, path=args.out / "recovered.png")
+    print(table)
+    print(f"wrote {args.out / 'compare.md'}, compare.json, val_curves.png, recovered.png")
+    return {"rows": rows, "runs": runs}
+
+
+def _zoo_registry(*, work: Path, teachers: int, zoo_steps: int, data) -> Path:
+    hub = LocalHub(root=work / "hub")
+    if len(list(hub.search(author=ORG, tags=("few-shot",)))) < teachers:
+        started = time.perf_counter()
+        build_zoo(hub=hub, org=ORG, teachers=teachers, seed=0, data=data, train_steps=zoo_steps)
+        print(f"built a zoo of {teachers} teachers in {time.perf_counter() - started:.0f} s", flush=True)
+    with Registry.open(work / "registry") as registry:
+        collect(hub=hub, registry=registry, tags=("few-shot",), author=ORG, progress=False)
+    return work / "registry"
+
+
+def _run(*, method: Method, seed: int, free: MetaTrainConfig, teachers, data, work: Path, request: EvaluationRequest) -> dict[str, Any]:
+    config = replace(free, seed=seed, **method.changes)
+    out = work / "runs" / f"{method.name}-seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    real = None
+    if method.oracle is not None:
+        config = replace(config, recovery="real")
+        real = load_oracle_data(spec="glyphs", size=config.image_size, seed=0, classes=method.oracle, teachers=teachers)
+    run = meta_train(teachers=teachers, config=config, out_dir=out, val_data=data.val, real_data=real, progress=False)
+    results = evaluate_models(models={method.name: load_model(model=str(out))}, data=data.test, request=request)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    recovery = [s for m in metrics for s in m.get("recovery_seconds", [])]
+    teacher_acc = [a for m in metrics for a in m.get("teacher_acc_clean", [])]
+    return {
+        "method": method.name,
+        "seed": seed,
+        "one_shot": results[0].mean,
+        "one_shot_ci95": results[0].ci95,
+        "five_shot": results[1].mean,
+        "five_shot_ci95": results[1].ci95,
+        "seconds": run.seconds,
+        "iterations": run.iterations,
+        "best_iteration": run.best_iteration,
+        "recovery_seconds_per_teacher": statistics.median(recovery) if recovery else None,
+        "teacher_acc": statistics.fmean(teacher_acc) if teacher_acc else None,
+        "judge_acc": _judge_memory(out=out, data=data) if method.oracle is None and config.iterations else None,
+        "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
+    }
+
+
+_JUDGES: dict[int, tuple[torch.nn.Module, dict[str, int]]] = {}
+
+
+def _judge(data) -> tuple[torch.nn.Module, dict[str, int]]:
+    """A classifier of another architecture than any teacher, trained on real images of every meta-train class."""
+    if 0 not in _JUDGES:
+        from torch import nn
+
+        train = data.train
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            net = nn.Sequential(
+                nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, train.num_classes),
+            )
+            images, labels = train.as_float(), train.labels
+            optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+            for _ in range(400):
+                pick = torch.randint(0, len(labels), (128,))
+                grey = images[pick].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+                loss = torch.nn.functional.cross_entropy(net(grey * 2 - 1), labels[pick])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        keys = {canonical_label_key(name) or name: i for i, name in enumerate(train.class_names)}
+        _JUDGES[0] = (net.eval(), keys)
+    return _JUDGES[0]
+
+
+def _judge_memory(*, out: Path, data) -> float | None:
+    """Fraction of the final memory's images that the judge (on grey views) puts in their own class."""
+    checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    net, keys = _judge(data)
+    memory = checkpoint["memory"]
+    hits = total = 0
+    with torch.no_grad():
+        for key, images in zip(memory["keys"], memory["images"]):
+            if key not in keys or not len(images):
+                continue
+            grey = (images.float() / 255).mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+            hits += int((net(grey * 2 - 1).argmax(dim=1) == keys[key]).sum())
+            total += len(images)
+    return hits / total if total else None
+
+
+def _summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    rows = []
+    for name, group in by_method.items():
+        row: dict[str, Any] = {"method": name, "seeds": len(group)}
+        for key in ("one_shot", "five_shot", "seconds", "recovery_seconds_per_teacher", "teacher_acc", "judge_acc"):
+            values = [r[key] for r in group if r[key] is not None]
+            row[key] = statistics.fmean(values) if values else None
+            row[key + "_spread"] = 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+        rows.append(row)
+    floor = next((r for r in rows if r["method"] == "random"), None)
+    ceiling = next((r for r in rows if r["method"] == "oracle-teachers"), None)
+    for row in rows:
+        for key in ("one_shot", "five_shot"):
+            gap = None
+            if floor and ceiling and ceiling[key] - floor[key] > 0:
+                gap = (row[key] - floor[key]) / (ceiling[key] - floor[key])
+            row[key + "_gap_closed"] = gap
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], *, budget: float, episodes: int, seeds: list[int]) -> str:
+    def pct(row: dict[str, Any], key: str) -> str:
+        if row[key] is None:
+            return "-"
+        spread = row.get(key + "_spread")
+        return f"{100 * row[key]:.1f}" + (f" ± {100 * spread:.1f}" if spread is not None else "")
+
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        f"Glyph meta-test, 5-way, {episodes} episodes per setting, mean over seeds {seeds} ± 95% interval across seeds; "
+        f"meta-training budget {budget:.0f} s per method and seed; gap closed = (method - random) / (oracle-teachers - random).",
+        "",
+        "| method | 1-shot | 5-shot | gap closed 1/5-shot | meta-train s | recovery s/teacher | teacher acc | judge acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        gap = "-" if row["one_shot_gap_closed"] is None else f"{100 * row['one_shot_gap_closed']:.0f}% / {100 * row['five_shot_gap_closed']:.0f}%"
+        lines.append(
+            f"| {row['method']} | {pct(row, 'one_shot')} | {pct(row, 'five_shot')} | {gap} | {num(row['seconds'], '.0f')} | "
+            f"{num(row['recovery_seconds_per_teacher'], '.2f')} | {pct(row, 'teacher_acc')} | {pct(row, 'judge_acc')} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    colours: dict[str, Any] = {}
+    for run in runs:
+        if not run["curve"]:
+            continue
+        seconds, accs = zip(*run["curve"])
+        colour = colours.setdefault(run["method"], f"C{len(colours)}")
+        axis.plot(seconds, [100 * a for a in accs], "o-", color=colour, alpha=0.8, label=run["method"] if run["seed"] == runs[0]["seed"] else None)
+    axis.set(xlabel="meta-training seconds", ylabel="meta-val 5-way 1-shot accuracy (%)", title="Meta-validation accuracy against wall-clock")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _recovered_grid(*, work: Path, seed: int, names: list[str], data, path: Path, classes: int = 6, per_class: int = 6) -> None:
+    """Rows of real images of a few teacher classes, then each method's recovered images of the same classes."""
+    memories = {}
+    for name in names:
+        checkpoint_path = work / "runs" / f"{name}-seed{seed}" / "checkpoint.pt"
+        if name.startswith(("random", "oracle")) or not checkpoint_path.exists():
+            continue
+        memory = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["memory"]
+        memories[name] = dict(zip(memory["keys"], memory["images"]))
+    if not memories:
+        return
+    train: ImageSet = data.train
+    by_key = {canonical_label_key(n) or n: i for i, n in enumerate(train.class_names)}
+    shared = [k for k in next(iter(memories.values())) if k in by_key and all(len(m.get(k, ())) >= per_class for m in memories.values())]
+    tiles, titles = [], []
+    for key in shared[:classes]:
+        index = by_key[key]
+        real = train.images[torch.nonzero(train.labels == index).flatten()[:per_class]]
+        tiles.append(real)
+        titles.append(f"real | {train.class_names[index].lower()[:28]}")
+        for name, memory in memories.items():
+            tiles.append(memory[key][-per_class:])
+            titles.append(f"{name}")
+    if tiles:
+        save_grid(images=torch.cat(tiles), path=path, nrow=per_class, titles=titles, scale=3)
+
+
+if __name__ == "__main__":
+    main()
