@@ -34,18 +34,14 @@ from typing import Any
 
 import torch
 
-from freehub.collect import collect
 from freehub.data import ImageSet, load_glyphs, save_grid
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model
 from freehub.free.config import MetaTrainConfig
 from freehub.free.trainer import meta_train
-from freehub.hub import LocalHub
 from freehub.meta import load_oracle_data, registry_teachers
 from freehub.registry import Registry
 from freehub.task_model import canonical_label_key
-from freehub.zoo import build_zoo
-
-ORG = "bench"
+from common import judge_within, train_judge, zoo_registry
 
 
 @dataclass(frozen=True)
@@ -57,8 +53,8 @@ class Method:
     oracle: str | None = None
 
 
-def methods(*, free: MetaTrainConfig) -> list[Method]:
-    """The methods compared, all on the same learner and schedule as ``free``."""
+def methods() -> list[Method]:
+    """The methods compared, all on the same learner and schedule as the FREE config."""
     return [
         Method("random", {"iterations": 0}),
         Method("oracle-all", {}, oracle="all"),
@@ -81,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--zoo-steps", type=int, default=150)
     parser.add_argument("--baseline-steps", type=int, default=200, help="inversion steps of the scratch and pixel baselines")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets threads/jobs threads)")
     parser.add_argument("--only", default=None, help="comma-separated method names")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 1 seed, tiny budgets")
     args = parser.parse_args(argv)
@@ -92,22 +89,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
 
     data = load_glyphs(size=32, seed=0)
-    registry_dir = _zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)
-    with Registry.open(registry_dir) as registry:
-        teachers = registry_teachers(registry=registry, n_way=5)
+    registry_dir = zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)
     free = MetaTrainConfig(device="cpu", iterations=10_000, max_seconds=args.budget, baseline_steps=args.baseline_steps)
     if args.quick:
         free = replace(free, warmup_iterations=1, val_every=2, val_episodes=10, max_replay_steps=3, images_per_task=20, generator_width=16)
-    chosen = methods(free=free)
+    chosen = methods()
     if args.only:
         wanted = set(args.only.split(","))
         chosen = [m for m in chosen if m.name in wanted]
     request = EvaluationRequest(split="test", n_way=5, shots=(1, 5), episodes=args.episodes, seed=0)
 
+    jobs = [(method, seed) for seed in seeds for method in chosen]
     runs: list[dict[str, Any]] = []
-    for seed in seeds:
-        for method in chosen:
-            runs.append(_run(method=method, seed=seed, free=free, teachers=teachers, data=data, work=work, request=request))
+    if args.jobs > 1:
+        # One process per (method, seed), each on its own share of the cores, under the same budget.
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.jobs, initializer=torch.set_num_threads, initargs=(max(1, args.threads // args.jobs),)) as pool:
+            futures = [pool.submit(_run, method=m, seed=s, free=free, registry_dir=registry_dir, work=work, request=request) for m, s in jobs]
+            for future in futures:
+                runs.append(future.result())
+                print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
+    else:
+        for method, seed in jobs:
+            runs.append(_run(method=method, seed=seed, free=free, registry_dir=registry_dir, work=work, request=request))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
     rows = _summarise(runs)
     table = _table(rows, budget=args.budget, episodes=args.episodes, seeds=seeds)
@@ -120,18 +125,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return {"rows": rows, "runs": runs}
 
 
-def _zoo_registry(*, work: Path, teachers: int, zoo_steps: int, data) -> Path:
-    hub = LocalHub(root=work / "hub")
-    if len(list(hub.search(author=ORG, tags=("few-shot",)))) < teachers:
-        started = time.perf_counter()
-        build_zoo(hub=hub, org=ORG, teachers=teachers, seed=0, data=data, train_steps=zoo_steps)
-        print(f"built a zoo of {teachers} teachers in {time.perf_counter() - started:.0f} s", flush=True)
-    with Registry.open(work / "registry") as registry:
-        collect(hub=hub, registry=registry, tags=("few-shot",), author=ORG, progress=False)
-    return work / "registry"
-
-
-def _run(*, method: Method, seed: int, free: MetaTrainConfig, teachers, data, work: Path, request: EvaluationRequest) -> dict[str, Any]:
+def _run(*, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path, work: Path, request: EvaluationRequest) -> dict[str, Any]:
+    data = load_glyphs(size=32, seed=0)
+    with Registry.open(registry_dir) as registry:
+        teachers = registry_teachers(registry=registry, n_way=5)
     config = replace(free, seed=seed, **method.changes)
     out = work / "runs" / f"{method.name}-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
@@ -156,54 +153,27 @@ def _run(*, method: Method, seed: int, free: MetaTrainConfig, teachers, data, wo
         "best_iteration": run.best_iteration,
         "recovery_seconds_per_teacher": statistics.median(recovery) if recovery else None,
         "teacher_acc": statistics.fmean(teacher_acc) if teacher_acc else None,
-        "judge_acc": _judge_memory(out=out, data=data) if method.oracle is None and config.iterations else None,
+        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers) if method.oracle is None and config.iterations else None,
         "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
     }
 
 
-_JUDGES: dict[int, tuple[torch.nn.Module, dict[str, int]]] = {}
-
-
-def _judge(data) -> tuple[torch.nn.Module, dict[str, int]]:
-    """A classifier of another architecture than any teacher, trained on real images of every meta-train class."""
-    if 0 not in _JUDGES:
-        from torch import nn
-
-        train = data.train
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(1234)
-            net = nn.Sequential(
-                nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
-                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, train.num_classes),
-            )
-            images, labels = train.as_float(), train.labels
-            optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-            for _ in range(400):
-                pick = torch.randint(0, len(labels), (128,))
-                grey = images[pick].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-                loss = torch.nn.functional.cross_entropy(net(grey * 2 - 1), labels[pick])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        keys = {canonical_label_key(name) or name: i for i, name in enumerate(train.class_names)}
-        _JUDGES[0] = (net.eval(), keys)
-    return _JUDGES[0]
-
-
-def _judge_memory(*, out: Path, data) -> float | None:
-    """Fraction of the final memory's images that the judge (on grey views) puts in their own class."""
-    checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    net, keys = _judge(data)
-    memory = checkpoint["memory"]
-    hits = total = 0
-    with torch.no_grad():
-        for key, images in zip(memory["keys"], memory["images"]):
-            if key not in keys or not len(images):
-                continue
-            grey = (images.float() / 255).mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-            hits += int((net(grey * 2 - 1).argmax(dim=1) == keys[key]).sum())
-            total += len(images)
-    return hits / total if total else None
+def _judge_memory(*, out: Path, data, teachers) -> float | None:
+    """How often the judge, choosing among one teacher's classes, names the class each of that teacher's
+    recovered images in the final memory was made for (chance: 1 / the teacher's classes)."""
+    memory = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["memory"]
+    net, keys, _ = train_judge(data, class_names={name for t in teachers for name in t.label_names})
+    images_by_key = dict(zip(memory["keys"], memory["images"]))
+    scores, counts = [], []
+    for group_keys in memory.get("groups", {}).values():
+        known = [k for k in group_keys if k in keys and len(images_by_key.get(k, ()))]
+        if len(known) < 2:
+            continue
+        images = torch.cat([images_by_key[k] for k in known]).float() / 255
+        labels = torch.cat([torch.full((len(images_by_key[k]),), i) for i, k in enumerate(known)])
+        scores.append(judge_within(net=net, columns=[keys[k] for k in known], images=images, labels=labels))
+        counts.append(len(labels))
+    return sum(s * c for s, c in zip(scores, counts)) / sum(counts) if counts else None
 
 
 def _summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -88,3 +88,21 @@ def test_state_dict_round_trip_restores_the_same_episodes() -> None:
     one = memory.sample_episode(n_way=3, k_shot=1, q_queries=1, generator=torch.Generator().manual_seed(3))
     two = clone.sample_episode(n_way=3, k_shot=1, q_queries=1, generator=torch.Generator().manual_seed(3))
     assert torch.equal(one.support_images, two.support_images) and torch.equal(one.query_images, two.query_images)
+
+
+def test_episode_within_a_group_draws_only_that_sources_classes() -> None:
+    memory = TaskMemory(max_per_class=10)
+    memory.add(images=_images(6, 0.2), labels=torch.tensor([0, 1, 2] * 2), keys=["a", "b", "shared"], group="t0")
+    memory.add(images=_images(6, 0.8), labels=torch.tensor([0, 1, 2] * 2), keys=["c", "d", "shared"], group="t1")
+    assert memory.groups_with(n_way=3, per_class=2) == ["t0", "t1"]
+    for seed in range(5):
+        episode = memory.sample_episode(n_way=3, k_shot=1, q_queries=1, group="t1", generator=torch.Generator().manual_seed(seed))
+        assert {memory.keys[i] for i in episode.classes} == {"c", "d", "shared"}
+
+
+def test_groups_survive_a_state_dict_round_trip() -> None:
+    memory = TaskMemory(max_per_class=10)
+    memory.add(images=_images(4, 0.5), labels=torch.tensor([0, 1] * 2), keys=["a", "b"], group="t0")
+    clone = TaskMemory()
+    clone.load_state_dict(memory.state_dict())
+    assert clone.groups_with(n_way=2, per_class=2) == ["t0"]

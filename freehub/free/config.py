@@ -87,11 +87,15 @@ class MetaTrainConfig:
     first_order: bool = False
     outer_lr: float = 1e-3
     align: bool = True
+    # ProtoNet logits for distillation (alignment, adversary) as squared distances per feature dimension.
+    distill_scaled: bool = False
     align_lr: float = 0.015
     align_weight: float = 1.0
     # Per-image random greyscale and per-channel contrast/brightness in replay episodes, so that an
     # episode cannot be solved by the colour style of the teacher that recovered a class.
     replay_colour_jitter: bool = False
+    # Fraction of replay episodes whose classes all come from one teacher (the rest mix teachers).
+    replay_within_teacher: float = 0.0
     patience: int = 5
     max_replay_steps: int = 20
 
@@ -162,6 +166,8 @@ class MetaTrainConfig:
         for name in ("tv_weight", "l2_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if not 0 <= self.replay_within_teacher <= 1:
+            raise ConfigError(f"replay_within_teacher must be in [0, 1], got {self.replay_within_teacher}")
         if not 0 <= self.min_teacher_acc <= 1:
             raise ConfigError(f"min_teacher_acc must be in [0, 1], got {self.min_teacher_acc}")
         if self.generator_meta_rule not in META_RULES:

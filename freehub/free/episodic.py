@@ -108,10 +108,15 @@ def protonet_episode(
     return EpisodeOutcome(loss=F.cross_entropy(logits, query_labels), accuracy=accuracy(logits=logits, labels=query_labels))
 
 
-def task_logits(*, learner: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def task_logits(
+    *, learner: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, scaled: bool = False
+) -> torch.Tensor:
     """The learner's logits over a teacher's ``num_classes`` classes for images generated for ``labels``.
 
     See the module docstring for why the first head rows (MAML) or in-batch prototypes (ProtoNet).
+    ``scaled`` divides ProtoNet's squared distances by the feature dimension (a mean per feature):
+    raw distances run to hundreds, so a divergence from a teacher's logits of a few units would
+    mostly ask the learner to shrink its embedding rather than to order the classes as the teacher does.
     """
     head = getattr(learner, "head", None)
     if head is not None:
@@ -119,4 +124,5 @@ def task_logits(*, learner: nn.Module, images: torch.Tensor, labels: torch.Tenso
             raise ConfigError(f"a {num_classes}-class task does not fit a {head.out_features}-way head")
         return learner(images)[:, :num_classes]
     features = learner.features(images)
-    return prototype_logits(support_features=features, support_labels=labels, query_features=features, n_way=num_classes)
+    logits = prototype_logits(support_features=features, support_labels=labels, query_features=features, n_way=num_classes)
+    return logits / features.shape[1] if scaled else logits

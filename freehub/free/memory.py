@@ -35,6 +35,8 @@ class TaskMemory:
         self.max_images = max_images
         self._images: dict[str, torch.Tensor] = {}
         self._stamps: dict[str, torch.Tensor] = {}
+        # Which classes each source (a teacher) recovered: episodes can be drawn within one source.
+        self._groups: dict[str, list[str]] = {}
         self._clock = 0
 
     def __len__(self) -> int:
@@ -50,10 +52,13 @@ class TaskMemory:
         images = self._images.get(key)
         return 0 if images is None else len(images)
 
-    def add(self, *, images: torch.Tensor, labels: torch.Tensor, keys: Sequence[str]) -> None:
-        """Store ``images`` (``[0,1]`` floats) whose ``labels`` index into ``keys``."""
+    def add(self, *, images: torch.Tensor, labels: torch.Tensor, keys: Sequence[str], group: str | None = None) -> None:
+        """Store ``images`` (``[0,1]`` floats) whose ``labels`` index into ``keys``; ``group`` names their source."""
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if group is not None:
+            members = self._groups.setdefault(group, [])
+            members.extend(key for key in dict.fromkeys(keys[i] for i in labels.unique().tolist()) if key not in members)
         stored = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
         labels = labels.cpu()
         for label in labels.unique().tolist():
@@ -72,13 +77,21 @@ class TaskMemory:
         """Whether ``n_way`` classes hold at least ``per_class`` images each."""
         return sum(1 for images in self._images.values() if len(images) >= per_class) >= n_way
 
-    def sample_episode(self, *, n_way: int, k_shot: int, q_queries: int, generator: torch.Generator | None = None) -> Episode:
+    def groups_with(self, *, n_way: int, per_class: int) -> list[str]:
+        """Sources that recovered at least ``n_way`` classes that still hold ``per_class`` images each."""
+        return [g for g, keys in self._groups.items() if sum(1 for k in keys if self.class_size(k) >= per_class) >= n_way]
+
+    def sample_episode(
+        self, *, n_way: int, k_shot: int, q_queries: int, generator: torch.Generator | None = None, group: str | None = None
+    ) -> Episode:
         """An episode of ``n_way`` random classes, relabelled ``0..n_way-1`` in random order, as ``[0,1]`` floats.
 
-        ``episode.classes`` indexes :attr:`keys` as they stand when the episode is drawn.
+        With ``group``, the classes all come from that one source. ``episode.classes`` indexes
+        :attr:`keys` as they stand when the episode is drawn.
         """
         per_class = k_shot + q_queries
-        eligible = [key for key, images in self._images.items() if len(images) >= per_class]
+        pool = self._images if group is None else {k: self._images[k] for k in self._groups.get(group, ()) if k in self._images}
+        eligible = [key for key, images in pool.items() if len(images) >= per_class]
         if len(eligible) < n_way:
             raise ConfigError(f"memory holds {len(eligible)} classes with {per_class}+ images, an episode needs {n_way}")
         chosen = [eligible[i] for i in torch.randperm(len(eligible), generator=generator)[:n_way].tolist()]
@@ -105,6 +118,7 @@ class TaskMemory:
             "keys": list(self._images),
             "images": [self._images[key] for key in self._images],
             "stamps": [self._stamps[key] for key in self._images],
+            "groups": {group: list(keys) for group, keys in self._groups.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -114,6 +128,7 @@ class TaskMemory:
         self._clock = int(state["clock"])
         self._images = dict(zip(state["keys"], state["images"]))
         self._stamps = dict(zip(state["keys"], state["stamps"]))
+        self._groups = {group: list(keys) for group, keys in state.get("groups", {}).items()}
 
     def _evict_oldest(self) -> None:
         excess = len(self) - self.max_images

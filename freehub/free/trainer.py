@@ -66,6 +66,7 @@ class MetaTrainResult:
     seconds: float
     metrics_path: Path
     checkpoint_path: Path
+    rescored_val: FewShotResult | None = None
 
 
 @dataclass
@@ -132,6 +133,7 @@ def meta_train(
         state = _fresh_state(config=config, device=device)
         metrics_path.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.touch()
     atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device)}, indent=2) + "\n")
 
     last_val: FewShotResult | None = None
@@ -155,14 +157,14 @@ def meta_train(
             tasks: list[RecoveredTask] = []
             record.update(memory_images=len(state.memory), memory_classes=len(state.memory.keys))
         else:
-            adversary = _adversary(learner=state.learner) if learner_active else None
+            adversary = _adversary(learner=state.learner, scaled=config.distill_scaled) if learner_active else None
             tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device)
             kept = [_vouched(view=view, task=task, config=config) for view, task in zip(views, tasks)]
             taught = [i for i, (task, keep) in enumerate(zip(tasks, kept)) if task.teacher_accuracy_clean >= config.min_teacher_acc and keep.any()]
             for i in taught:
                 view, task, keep = views[i], tasks[i], kept[i]
                 keys = [class_key(teacher_index=indices[i], label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
-                state.memory.add(images=task.images[keep], labels=task.labels[keep], keys=keys)
+                state.memory.add(images=task.images[keep], labels=task.labels[keep], keys=keys, group=f"teacher{indices[i]}")
             record.update(
                 teachers=indices,
                 recovery_seconds=[round(t.seconds, 4) for t in tasks],
@@ -212,9 +214,13 @@ def meta_train(
         _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
     if state.best_iteration is None:
         save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": state.iteration - 1})
+    selected = load_learner(directory=out_dir / "learner", device=device)
+    rescored = None
+    if state.best_val is not None and val_data is not None:
+        rescored = _rescore(learner=selected, data=val_data, config=config, directory=out_dir / "learner")
     return MetaTrainResult(
         run_dir=out_dir,
-        learner=load_learner(directory=out_dir / "learner", device=device),
+        learner=selected,
         learner_dir=out_dir / "learner",
         iterations=state.iteration,
         best_iteration=state.best_iteration,
@@ -223,6 +229,7 @@ def meta_train(
         seconds=state.seconds,
         metrics_path=metrics_path,
         checkpoint_path=checkpoint_path,
+        rescored_val=rescored,
     )
 
 
@@ -285,9 +292,9 @@ def _fill_with_real_images(*, memory: TaskMemory, data: ImageSet | None) -> None
         memory.add(images=images[rows], labels=torch.zeros(len(rows), dtype=torch.long), keys=[keys[label]])
 
 
-def _adversary(*, learner: MetaLearner) -> Adversary:
+def _adversary(*, learner: MetaLearner, scaled: bool) -> Adversary:
     def logits(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-        return task_logits(learner=learner, images=images, labels=labels, num_classes=num_classes)
+        return task_logits(learner=learner, images=images, labels=labels, num_classes=num_classes, scaled=scaled)
 
     return logits
 
@@ -303,7 +310,9 @@ def _alignment_step(
             teacher_logits = view(task.images)
 
         def loss(model: nn.Module) -> torch.Tensor:
-            learner_logits = task_logits(learner=model, images=task.images, labels=task.labels, num_classes=view.num_classes)
+            learner_logits = task_logits(
+                learner=model, images=task.images, labels=task.labels, num_classes=view.num_classes, scaled=config.distill_scaled
+            )
             value = kl_divergence(teacher_logits=teacher_logits, learner_logits=learner_logits).mean()
             seen.append(float(value.detach()))
             return value
@@ -344,7 +353,12 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) 
 
 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
-    episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries)
+    group = None
+    if config.replay_within_teacher > 0 and float(torch.rand(())) < config.replay_within_teacher:
+        # All classes from one teacher: one style, so only the classes' content tells them apart.
+        groups = state.memory.groups_with(n_way=config.n_way, per_class=config.k_shot + config.q_queries)
+        group = groups[int(torch.randint(len(groups), ()))] if groups else None
+    episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries, group=group)
     support, query = episode.support_images, episode.query_images
     if config.replay_colour_jitter:
         support, query = colour_jitter(support), colour_jitter(query)
@@ -384,6 +398,20 @@ def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) 
         steps=config.val_steps,
         lr=config.val_lr,
     )
+
+
+def _rescore(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig, directory: Path) -> FewShotResult:
+    """The selected learner on fresh meta-val episodes: the best of several scores on the same episodes
+    is biased upward, an independent draw is not. Recorded in ``learner.json`` as ``val_rescored``."""
+    result = evaluate_fewshot(
+        learner=learner, data=data, n_way=config.n_way, k_shot=config.val_k_shot, episodes=config.val_episodes,
+        q_queries=config.val_q_queries, seed=config.seed + 1_000_003, steps=config.val_steps, lr=config.val_lr,
+    )
+    meta_path = directory / "learner.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["val_rescored"] = {"mean": result.mean, "ci95": result.ci95, "episodes": result.n_episodes}
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return result
 
 
 def _save_grids(*, out_dir: Path, iteration: int, indices: Sequence[int], views: Sequence[TaskModel], tasks: Sequence[RecoveredTask]) -> None:
