@@ -80,13 +80,14 @@ def read_evaluations(*, run_dir: Path) -> tuple[RunEvaluation, ...] | None:
     entries = []
     for index, item in enumerate(data["evaluations"]):
         try:
-            entries.append(_evaluation(item))
+            entries.append(parse_evaluation(item))
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{path}: evaluation {index}: {error}") from error
     return tuple(entries)
 
 
-def _evaluation(item: Any) -> RunEvaluation:
+def parse_evaluation(item: Any) -> RunEvaluation:
+    """One entry of evaluations.json, checked; raises ``KeyError``, ``TypeError`` or ``ValueError`` naming the field."""
     if not isinstance(item, dict):
         raise TypeError("not an object")
     method = _text(item, "method")
