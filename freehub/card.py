@@ -195,11 +195,11 @@ def render_learner_card(
     try:
         text = environment.from_string(source).render(card_data=card_data.to_yaml(), **context)
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as error:
-        raise ConfigError(f"card template {template_name} does not render: {type(error).__name__}: {error}") from error
+        raise ConfigError(f"card template {template_name} does not render: {type(error).__name__}: {_one_line(error)}") from error
     try:
         parsed = ModelCard(text).data.to_dict()
     except (ValueError, TypeError, yaml.YAMLError) as error:
-        raise ConfigError(f"card template {template_name} breaks the card metadata: {error}") from error
+        raise ConfigError(f"card template {template_name} breaks the card metadata: {_one_line(error)}") from error
     if parsed != card_data.to_dict():
         raise ConfigError(f"card template {template_name} must begin with the metadata block: ---, {{{{ card_data }}}}, ---")
     return text
@@ -282,6 +282,10 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     keys = [key for key in _CONFIG_SHOWN_FIRST if key in config]
     keys += sorted(key for key in config if key not in keys and key not in ("device", "resolved_device"))
     return [{"key": _cell(str(key)), "value": _cell(_value(config[key]))} for key in keys]
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _value(value: Any) -> str:

@@ -116,12 +116,14 @@ def test_usage_names_a_non_default_hub() -> None:
         ("---\n{{ card_data }}\n---\n{{ 1 / 0 }}", "does not render"),
         ("# no metadata at all\n", "metadata block"),
         ("---\nlicense: mit\n---\n# wrong metadata\n", "metadata block"),
+        ("---\n{{ card_data }}\nbroken: [yaml\n---\n", "breaks the card metadata"),
     ],
-    ids=["syntax", "undefined", "raises", "no-front-matter", "other-front-matter"],
+    ids=["syntax", "undefined", "raises", "no-front-matter", "other-front-matter", "broken-yaml"],
 )
-def test_a_custom_template_that_fails_is_refused(template: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+def test_a_custom_template_that_fails_is_refused_in_one_line(template: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
         _card(template=template)
+    assert "\n" not in str(refused.value)
 
 
 def test_a_custom_template_gets_the_same_context() -> None:
