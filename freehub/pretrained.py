@@ -307,13 +307,13 @@ class FewShotLearner:
         """Load a learner from a folder or a Hub repo.
 
         ``source`` is a local folder (a pushed repo's files, a meta-train run directory, or its
-        ``learner/`` folder) or, when no such folder exists or ``hub`` is given, a repo id
-        ``ORG/NAME`` on ``hub`` (a URL, a folder hub or a :class:`~freehub.hub.Hub`; default
-        HF_ENDPOINT or huggingface.co) at ``revision`` (default: its head).
+        ``learner/`` folder) or else a repo id ``ORG/NAME`` on ``hub`` (a URL, a folder hub or a
+        :class:`~freehub.hub.Hub`; default HF_ENDPOINT or huggingface.co) at ``revision`` (default:
+        its head). As in transformers, an existing folder wins over a repo of the same name.
         """
         text = os.fspath(source)
         folder = Path(text).expanduser()
-        if hub is None and folder.is_dir():
+        if folder.is_dir():
             return cls._from_folder(folder)
         if not is_repo_id(text):
             raise ConfigError(f"{text!r} is neither a folder nor a repo id of the form ORG/NAME")

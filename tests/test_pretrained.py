@@ -174,3 +174,9 @@ def test_a_timm_learner_without_its_head_file_is_refused(tmp_path: Path) -> None
 
     with pytest.raises(CheckpointError, match="learner_head.safetensors"):
         FewShotLearner.from_pretrained(folder)
+
+
+def test_an_existing_folder_wins_over_a_hub(run: Path, tmp_path: Path) -> None:
+    learner = FewShotLearner.from_pretrained(run, hub=tmp_path / "empty-hub")
+
+    assert torch.equal(_logits(learner), _logits(FewShotLearner.from_pretrained(run)))
