@@ -149,13 +149,25 @@ def _run_learner(run: Path) -> MetaLearner:
 
 
 def _model_evaluations(*, run: Path, no_results: bool) -> tuple[RunEvaluation, ...]:
-    # A random-initialisation baseline measured beside the model is not a result of this model.
-    evaluations = tuple(entry for entry in read_evaluations(run_dir=run) or () if entry.model != RANDOM_MODEL)
-    if not evaluations and not no_results:
-        raise PublishError(
-            f"{run} has no evaluation of its learner (evaluations.json): evaluate it first, or pass --no-results"
-        )
-    return evaluations
+    """The entries of evaluations.json measured on this run's learner.
+
+    Baselines stored beside them (``random``, another run such as an oracle) are results of other
+    models and never reach the card; an entry counts when its ``model`` is this run's folder.
+    """
+    entries = read_evaluations(run_dir=run) or ()
+    mine = tuple(entry for entry in entries if _names_run(entry.model, run))
+    if not mine and not no_results:
+        others = sorted({entry.model for entry in entries})
+        found = f" (it has evaluations of {', '.join(others[:3])} only)" if others else ""
+        raise PublishError(f"{run} has no evaluation of its learner in evaluations.json{found}: evaluate it first, or pass --no-results")
+    return mine
+
+
+def _names_run(model: str, run: Path) -> bool:
+    if model == RANDOM_MODEL:
+        return False
+    named = Path(model).expanduser().resolve()
+    return named in (run.resolve(), (run / "learner").resolve())
 
 
 def _read_template(path: str | os.PathLike[str] | None) -> tuple[str, str] | None:

@@ -34,10 +34,14 @@ SOURCES = RunSources(
 )
 
 
+THIS_RUN = "<run>"
+"""Stands for the run directory's path in an entry's ``model``; :func:`write_evaluations` fills it in."""
+
+
 def evaluation(**overrides: Any) -> dict[str, Any]:
     """One evaluations.json entry as freehub.evaluate.save_evaluations writes it."""
     entry = {
-        "model": "runs/free", "data": "glyphs", "split": "test", "n_way": 5, "k_shot": 1, "q_queries": 15,
+        "model": THIS_RUN, "data": "glyphs", "split": "test", "n_way": 5, "k_shot": 1, "q_queries": 15,
         "episodes": 200, "seed": 0, "mean": 0.4615, "ci95": 0.0133, "method": "protonet", "bn_mode": "batch",
         "baseline": "random", "diff_mean": 0.0937, "diff_ci95": 0.0121,
     }
@@ -53,7 +57,9 @@ EVALUATIONS = [
 
 
 def write_evaluations(run_dir: Path, entries: list[dict[str, Any]]) -> None:
-    (run_dir / "evaluations.json").write_text(json.dumps({"format": 1, "evaluations": entries}))
+    """Write ``entries`` as ``run_dir/evaluations.json``, with :data:`THIS_RUN` replaced by ``run_dir``."""
+    filled = [{**entry, "model": str(run_dir)} if isinstance(entry, dict) and entry.get("model") == THIS_RUN else entry for entry in entries]
+    (run_dir / "evaluations.json").write_text(json.dumps({"format": 1, "evaluations": filled}))
 
 
 def make_run(

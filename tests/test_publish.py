@@ -12,7 +12,7 @@ import pytest
 import timm
 import torch
 from huggingface_hub import ModelCard
-from run_factory import EVALUATIONS, SOURCES, make_run
+from run_factory import EVALUATIONS, SOURCES, evaluation, make_run
 
 from freehub.cli.app import main
 from freehub.errors import PublishError
@@ -158,11 +158,22 @@ def test_a_run_without_evaluations_is_refused(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "hub" / "lab").exists()
 
 
-def test_only_baseline_evaluations_count_as_none(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", evaluations=[e for e in EVALUATIONS if e["model"] == "random"])
+def test_evaluations_of_other_models_count_as_none(tmp_path: Path) -> None:
+    others = [e for e in EVALUATIONS if e["model"] == "random"] + [evaluation(model=str(tmp_path / "oracle"), mean=0.9)]
+    run = make_run(tmp_path / "run", evaluations=others)
 
-    with pytest.raises(PublishError, match="no evaluation of its learner"):
+    with pytest.raises(PublishError, match="no evaluation of its learner.*oracle"):
         push_learner(run_dir=run, repo_id="lab/free", hub=tmp_path / "hub")
+
+
+def test_only_this_runs_evaluations_reach_the_card(tmp_path: Path) -> None:
+    oracle = evaluation(model=str(tmp_path / "oracle"), mean=0.9, ci95=0.01)
+    run = make_run(tmp_path / "run", evaluations=[*EVALUATIONS, oracle])
+
+    result = push_learner(run_dir=run, repo_id="lab/free", hub=tmp_path / "hub")
+
+    values = [r.metric_value for r in ModelCard(Path(result.card).read_text()).data.eval_results]
+    assert values == [0.4615, 0.6593] and "90.00" not in Path(result.card).read_text()
 
 
 def test_no_results_pushes_and_the_card_says_so(tmp_path: Path, capsys) -> None:

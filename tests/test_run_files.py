@@ -18,7 +18,7 @@ def test_every_entry_reads_back_with_its_numbers(tmp_path: Path) -> None:
     entries = read_evaluations(run_dir=tmp_path)
 
     assert [(e.model, e.k_shot, e.mean, e.ci95) for e in entries] == [
-        ("runs/free", 1, 0.4615, 0.0133), ("runs/free", 5, 0.6593, 0.0138), ("random", 1, 0.3678, 0.0106),
+        (str(tmp_path), 1, 0.4615, 0.0133), (str(tmp_path), 5, 0.6593, 0.0138), ("random", 1, 0.3678, 0.0106),
     ]
     assert entries[0].baseline == "random" and entries[0].diff_mean == 0.0937 and entries[2].diff_ci95 is None
 
