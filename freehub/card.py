@@ -133,6 +133,13 @@ LEARNER_TAGS = (FEW_SHOT_TAG, "meta-learning", "data-free", "freehub", "image-cl
 """Tags of every published meta-learner card."""
 
 LEARNER_TEMPLATE = "learner.md.jinja"
+REAL_IMAGES = "real"
+"""The ``recovery`` of a data-oracle run: the learner saw real images, so its card must not say data-free."""
+_RECOVERY_TEXT = {
+    "meta-generator": "a meta-generator (FREE's FIVE: a few steps per classifier from a meta-learned start)",
+    "scratch-generator": "a generator trained afresh for each classifier (a baseline recovery, not FREE's)",
+    "pixels": "optimising the pixels of each image for each classifier (a baseline recovery, not FREE's)",
+}
 _CONFIG_SHOWN_FIRST = ("seed", "iterations", "teachers_per_step", "warmup_iterations", "algorithm", "backbone", "n_way", "k_shot")
 
 
@@ -162,19 +169,26 @@ def render_learner_card(
     the template does not render or breaks the metadata.
     """
     repo_name = repo_id.split("/")[-1]
+    recovery = run_config.get("recovery", "meta-generator")
+    if recovery != REAL_IMAGES and recovery not in _RECOVERY_TEXT:
+        raise ConfigError(f"the run's config names an unknown recovery {recovery!r}")
+    oracle = recovery == REAL_IMAGES
     card_data = ModelCardData(
         model_name=repo_name,
         library_name="freehub",
         license=license,
         pipeline_tag="image-classification",
-        tags=list(LEARNER_TAGS),
-        base_model=sorted({model.repo_id for model in sources.models}) or None,
+        tags=[tag for tag in LEARNER_TAGS if not (oracle and tag == "data-free")],
+        # A data oracle learned from real images, not from the registry's models.
+        base_model=None if oracle else sorted({model.repo_id for model in sources.models}) or None,
         metrics=["accuracy"] if evaluations else None,
         eval_results=[_eval_result(entry) for entry in evaluations] or None,
     )
     context = {
         "repo_name": _cell(repo_name),
         "num_sources": len(sources.models),
+        "oracle": oracle,
+        "recovery_text": "" if oracle else _RECOVERY_TEXT[recovery],
         "license": _cell(license),
         "license_derived": license_derived,
         "results": [_result_row(entry) for entry in evaluations],

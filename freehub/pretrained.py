@@ -34,6 +34,7 @@ from freehub.adapters.timm import save_timm_checkpoint
 from freehub.atomic import atomic_write_text, atomic_write_with
 from freehub.errors import CheckpointError, ConfigError
 from freehub.free.episodic import adapt_parameters, prototype_logits
+from freehub.free.fewshot import METHODS
 from freehub.free.learners import BN_MODE, LearnerSpec, MetaLearner, build_learner, load_learner
 from freehub.hub import Hub, is_repo_id, open_hub
 
@@ -41,7 +42,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 HEAD_NAME = "learner_head.safetensors"
 FORMAT = 1
-METHODS = ("protonet", "finetune")
 
 _TIMM_PREFIX = "timm:"
 _MAX_CONFIG_BYTES = 1 << 20

@@ -26,12 +26,13 @@ import torch
 from PIL import Image
 
 from freehub.atomic import atomic_write_text
-from freehub.card import render_learner_card
+from freehub.card import REAL_IMAGES, render_learner_card
+from freehub.evaluate import RANDOM
 from freehub.errors import CheckpointError, ConfigError, HubPermissionError, PublishError, RepoNotFoundError
 from freehub.free.learners import MetaLearner, load_learner
 from freehub.hub import Hub, LocalHub, is_repo_id, open_hub
 from freehub.pretrained import export_learner, load_exported
-from freehub.run_files import RANDOM_MODEL, RunEvaluation, ValPoint, latest_grids, read_evaluations, read_json_object, read_val_curve
+from freehub.run_files import RunEvaluation, ValPoint, latest_grids, read_evaluations, read_json_object, read_val_curve
 from freehub.sources import RunSources, read_sources
 
 IMAGES_FOLDER = "images"
@@ -114,13 +115,16 @@ def push_learner(
     sources = read_sources(run_dir=run)
     if sources is None:
         raise PublishError(f"{run} has no sources.json listing the models it learned from (runs of `freehub meta-train` write it)")
+    config = read_json_object(run / "config.json")
+    if config.get("recovery") == REAL_IMAGES and license is None:
+        raise PublishError(f"{run} is a data-oracle run trained on real images: its license is the data's, pass --license ID")
     chosen_license = derive_license(sources=sources, override=license)
     template = _read_template(card_template)
     opened = hub if isinstance(hub, Hub) else open_hub(hub, token=token)
     with tempfile.TemporaryDirectory(prefix="freehub-push-") as scratch:
         staged = Path(scratch) / "repo"
         files = _stage(
-            run=run, learner=learner, staged=staged, repo_id=repo_id, hub=opened, license=chosen_license,
+            run=run, learner=learner, config=config, staged=staged, repo_id=repo_id, hub=opened, license=chosen_license,
             license_derived=license is None, sources=sources, evaluations=evaluations, template=template,
         )
         created = _check_destination(hub=opened, repo_id=repo_id, force=force)
@@ -164,10 +168,15 @@ def _model_evaluations(*, run: Path, no_results: bool) -> tuple[RunEvaluation, .
 
 
 def _names_run(model: str, run: Path) -> bool:
-    if model == RANDOM_MODEL:
+    if model == RANDOM:
         return False
-    named = Path(model).expanduser().resolve()
-    return named in (run.resolve(), (run / "learner").resolve())
+    named = Path(model).expanduser()
+    folders = (run.resolve(), (run / "learner").resolve())
+    if named.is_absolute():
+        return named.resolve() in folders
+    # evaluate records the path as it was typed, relative to wherever it ran: compare the tail.
+    parts = tuple(part for part in named.parts if part != ".")
+    return ".." not in parts and any(parts and folder.parts[-len(parts):] == parts for folder in folders)
 
 
 def _read_template(path: str | os.PathLike[str] | None) -> tuple[str, str] | None:
@@ -183,6 +192,7 @@ def _stage(
     *,
     run: Path,
     learner: MetaLearner,
+    config: dict[str, Any],
     staged: Path,
     repo_id: str,
     hub: Hub,
@@ -194,7 +204,6 @@ def _stage(
 ) -> tuple[str, ...]:
     """Write every file of the commit into ``staged``; returns their repo paths."""
     learner_meta = read_json_object(run / "learner" / "learner.json")
-    config = read_json_object(run / "config.json")
     selected = learner_meta.get("iteration") if isinstance(learner_meta.get("iteration"), int) else None
     export_learner(learner=learner, folder=staged, extra={"selected_iteration": selected}, license=license)
     _check_export(learner=learner, staged=staged)

@@ -2,8 +2,9 @@
 
 A run directory holds ``config.json``, ``metrics.jsonl``, ``grids/*.png`` and ``learner/`` (see
 :mod:`freehub.free.trainer`), ``sources.json`` (:mod:`freehub.sources`) and, once evaluated,
-``evaluations.json``. The evaluations file is written by other tools and may be edited by hand, so
-it is read here field by field; a file that does not check out is refused, never half-used.
+``evaluations.json`` (:func:`freehub.evaluate.save_evaluations`). That file may come from another
+version or be edited by hand, so it is read here field by field, types and ranges included; a file
+that does not check out is refused, never half-used.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from freehub.errors import ConfigError
-
-EVALUATIONS_NAME = "evaluations.json"
-EVALUATIONS_FORMAT = 1
-EVALUATION_METHODS = ("protonet", "finetune")
-RANDOM_MODEL = "random"
-"""The ``model`` of an evaluation of a randomly initialised learner (a baseline, not this run's model)."""
+from freehub.evaluate import EVALUATIONS_FORMAT, EVALUATIONS_NAME
+from freehub.evaluate import RANDOM as RANDOM_MODEL
+from freehub.free.fewshot import METHODS as EVALUATION_METHODS
 
 _MAX_BYTES = 16 * 1024 * 1024
 _MAX_TEXT = 500

@@ -144,3 +144,22 @@ def test_evaluations_of_another_data_set_keep_their_own_dataset(tmp_path: Path) 
 
     assert (result.dataset_type, result.dataset_name, result.dataset_split) == ("imagefolder", "birds", "val")
     assert str(tmp_path) not in _card(evaluations=(entry,))
+
+
+def test_a_data_oracle_card_says_it_saw_real_images_and_claims_no_sources() -> None:
+    text = _card(run_config={**MetaTrainConfig().to_dict(), "recovery": "real"})
+
+    data = ModelCard(text).data
+    assert "**real images**" in text and "It saw no real training images" not in text
+    assert "data-free" not in data.tags and data.base_model is None
+
+
+def test_a_baseline_recovery_is_named_as_such() -> None:
+    text = _card(run_config={**MetaTrainConfig().to_dict(), "recovery": "pixels"})
+
+    assert "optimising the pixels of each image for each classifier (a baseline recovery" in text
+
+
+def test_an_unknown_recovery_is_refused() -> None:
+    with pytest.raises(ConfigError, match="recovery"):
+        _card(run_config={**MetaTrainConfig().to_dict(), "recovery": "telepathy"})

@@ -301,3 +301,21 @@ def test_a_bad_repo_id_is_refused(run: Path, tmp_path: Path, capsys) -> None:
     code, _, err = _push(["--model", str(run), "--repo", "../escape", "--hub", str(tmp_path / "hub")], capsys)
 
     _refused(code, err, "ORG/NAME")
+
+
+def test_evaluations_recorded_with_a_relative_path_count(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs" / "free", evaluations=[evaluation(model="runs/free"), evaluation(model="./free", k_shot=5)])
+
+    result = push_learner(run_dir=run, repo_id="lab/free", hub=tmp_path / "hub")
+
+    assert result.results == 2
+
+
+def test_a_data_oracle_run_needs_a_license(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "recovery": "real"}))
+
+    code, _, err = _push(["--model", str(run), "--repo", "lab/oracle", "--hub", str(tmp_path / "hub")], capsys)
+
+    _refused(code, err, "data-oracle")
