@@ -69,3 +69,12 @@ def test_the_card_of_a_real_run_holds_its_measured_result_and_its_sources(real_r
     assert (measured.metric_value, measured.metric_args["ci95"], measured.dataset_args["episodes"]) == (saved["mean"], saved["ci95"], 3)
     assert f"| lab/five | `{SHA_A}` |" in card.text and f"| lab/ten | `{SHA_B}` |" in card.text
     assert card.data.base_model == ["lab/five", "lab/ten"]
+
+
+def test_evaluate_loads_a_pushed_learner_by_repo_id(real_run: Path, tmp_path: Path) -> None:
+    push_learner(run_dir=real_run, repo_id="lab/free", hub=tmp_path / "hub")
+
+    learner = load_model(model="lab/free", hub=str(tmp_path / "hub"))
+
+    probe = _classes(4).as_float()[:10]
+    assert torch.equal(learner.features(probe), load_model(model=str(real_run)).features(probe))
