@@ -27,8 +27,8 @@ from PIL import Image
 
 from freehub.atomic import atomic_write_text
 from freehub.card import REAL_IMAGES, render_learner_card
-from freehub.evaluate import RANDOM
 from freehub.errors import CheckpointError, ConfigError, HubPermissionError, PublishError, RepoNotFoundError
+from freehub.evaluate import RANDOM
 from freehub.free.learners import MetaLearner, load_learner
 from freehub.hub import Hub, LocalHub, is_repo_id, open_hub
 from freehub.pretrained import export_learner, load_exported

@@ -18,7 +18,6 @@ from typing import Any
 
 from freehub.errors import ConfigError
 from freehub.evaluate import EVALUATIONS_FORMAT, EVALUATIONS_NAME
-from freehub.evaluate import RANDOM as RANDOM_MODEL
 from freehub.free.fewshot import METHODS as EVALUATION_METHODS
 
 _MAX_BYTES = 16 * 1024 * 1024
