@@ -319,3 +319,14 @@ def test_a_data_oracle_run_needs_a_license(tmp_path: Path, capsys) -> None:
     code, _, err = _push(["--model", str(run), "--repo", "lab/oracle", "--hub", str(tmp_path / "hub")], capsys)
 
     _refused(code, err, "data-oracle")
+
+
+def test_the_cards_timm_snippet_runs_as_written(tmp_path: Path, server_hub, hub_org: str) -> None:
+    spec = LearnerSpec(backbone="timm:resnet18", algorithm="protonet", backbone_args={"layers": [1, 1, 1, 1], "channels": [8, 8, 8, 8]})
+    push_learner(run_dir=make_run(tmp_path / "run", spec=spec), repo_id=f"{hub_org}/free-resnet", hub=server_hub)
+    snippet = ModelCard.load(f"{hub_org}/free-resnet").text.split("as a feature extractor:\n\n```python\n", 1)[1].split("```", 1)[0]
+
+    namespace: dict = {}
+    exec(compile(snippet, "card-timm-usage", "exec"), namespace)
+
+    assert namespace["features"].shape == (8, 8)

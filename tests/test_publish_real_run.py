@@ -78,3 +78,15 @@ def test_evaluate_loads_a_pushed_learner_by_repo_id(real_run: Path, tmp_path: Pa
 
     probe = _classes(4).as_float()[:10]
     assert torch.equal(learner.features(probe), load_model(model=str(real_run)).features(probe))
+
+
+@pytest.mark.slow
+def test_the_cards_usage_snippet_runs_as_written(real_run: Path, tmp_path: Path, capsys) -> None:
+    result = push_learner(run_dir=real_run, repo_id="lab/free", hub=tmp_path / "hub")
+    text = Path(result.card).read_text()
+    snippet = text.split("## Use\n\n```python\n", 1)[1].split("```", 1)[0]
+
+    exec(compile(snippet, "card-usage", "exec"), {})
+
+    accuracy = float(capsys.readouterr().out.strip().removeprefix("tensor(").removesuffix(")"))
+    assert 0.0 <= accuracy <= 1.0
