@@ -170,7 +170,7 @@ def render_learner_card(
     """
     repo_name = repo_id.split("/")[-1]
     recovery = run_config.get("recovery", "meta-generator")
-    if recovery != REAL_IMAGES and recovery not in _RECOVERY_TEXT:
+    if not isinstance(recovery, str) or (recovery != REAL_IMAGES and recovery not in _RECOVERY_TEXT):
         raise ConfigError(f"the run's config names an unknown recovery {recovery!r}")
     oracle = recovery == REAL_IMAGES
     card_data = ModelCardData(
