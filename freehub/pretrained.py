@@ -123,6 +123,7 @@ def load_exported(*, folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
         raise CheckpointError(f"config.json: weights {weights!r} do not fit backbone {spec.backbone!r}", reason="bad_config")
     if weights == "timm" and config.get("architecture") != spec.backbone[len(_TIMM_PREFIX):]:
         raise CheckpointError("config.json: timm architecture and freehub backbone disagree", reason="bad_config")
+    _check_weights_cover(spec=spec, files=[folder / WEIGHTS_NAME, folder / HEAD_NAME])
     with torch.random.fork_rng(devices=[]):
         learner = build_learner(spec=spec)
     tensors = _read_tensors(folder / WEIGHTS_NAME)
@@ -134,6 +135,23 @@ def load_exported(*, folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
     except RuntimeError as error:
         raise CheckpointError(f"{folder}: weights do not match the learner spec: {error}", reason="shape_mismatch") from error
     return learner.eval(), section
+
+
+def _check_weights_cover(*, spec: LearnerSpec, files: Sequence[Path]) -> None:
+    """Refuse a spec whose learner would hold more bytes than its weight files: a config must not make
+    us allocate a network its files cannot fill (a memory bomb). The learner is sized on the meta device."""
+    available = sum(path.stat().st_size for path in files if path.is_file())
+    try:
+        with torch.device("meta"):
+            shell = MetaLearner(spec=spec)
+    except NotImplementedError:
+        # An architecture whose layers have no meta kernels: the weights' own shape check still applies.
+        return
+    except (RuntimeError, TypeError, ValueError, AssertionError, KeyError, IndexError) as error:
+        raise CheckpointError(f"config.json: cannot build {spec.backbone}: {error}", reason="bad_config") from error
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in shell.state_dict().values())
+    if needed > available:
+        raise CheckpointError(f"config.json describes {needed} bytes of weights, the files hold {available}", reason="shape_mismatch")
 
 
 def _load_timm_weights(*, learner: MetaLearner, tensors: dict[str, torch.Tensor], folder: Path) -> None:

@@ -180,3 +180,11 @@ def test_an_existing_folder_wins_over_a_hub(run: Path, tmp_path: Path) -> None:
     learner = FewShotLearner.from_pretrained(run, hub=tmp_path / "empty-hub")
 
     assert torch.equal(_logits(learner), _logits(FewShotLearner.from_pretrained(run)))
+
+
+def test_a_spec_larger_than_its_weight_files_is_refused_before_building(published: Path) -> None:
+    _edit_config(published, lambda c: c["freehub"]["spec"].update(conv_width=1024, image_size=1024))
+
+    with pytest.raises(CheckpointError, match="bytes of weights") as refused:
+        FewShotLearner.from_pretrained(published)
+    assert refused.value.reason == "shape_mismatch"
