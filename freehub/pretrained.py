@@ -123,10 +123,10 @@ def load_exported(*, folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
         raise CheckpointError(f"config.json: weights {weights!r} do not fit backbone {spec.backbone!r}", reason="bad_config")
     if weights == "timm" and config.get("architecture") != spec.backbone[len(_TIMM_PREFIX):]:
         raise CheckpointError("config.json: timm architecture and freehub backbone disagree", reason="bad_config")
+    tensors = _read_tensors(folder / WEIGHTS_NAME)
     _check_weights_cover(spec=spec, files=[folder / WEIGHTS_NAME, folder / HEAD_NAME])
     with torch.random.fork_rng(devices=[]):
         learner = build_learner(spec=spec)
-    tensors = _read_tensors(folder / WEIGHTS_NAME)
     try:
         if weights == "learner":
             learner.load_state_dict(tensors)

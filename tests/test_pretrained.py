@@ -188,3 +188,11 @@ def test_a_spec_larger_than_its_weight_files_is_refused_before_building(publishe
     with pytest.raises(CheckpointError, match="bytes of weights") as refused:
         FewShotLearner.from_pretrained(published)
     assert refused.value.reason == "shape_mismatch"
+
+
+def test_a_folder_without_weights_is_refused_as_missing_files(published: Path) -> None:
+    (published / WEIGHTS_NAME).unlink()
+
+    with pytest.raises(CheckpointError) as refused:
+        FewShotLearner.from_pretrained(published)
+    assert refused.value.reason == "missing_files"
