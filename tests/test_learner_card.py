@@ -87,9 +87,9 @@ def test_hostile_label_names_cannot_break_the_table_or_inject_html() -> None:
     assert "A \\| B \\| row \\|" in text
 
 
-def test_a_folder_dataset_is_named_by_its_last_part_only() -> None:
-    assert evaluation_dataset("/home/someone/data/birds") == ("imagefolder", "birds")
-    assert evaluation_dataset("hf:/tmp/saved/flowers") == ("datasets", "flowers")
+def test_a_folder_dataset_is_named_by_its_last_part_only(tmp_path: Path) -> None:
+    assert evaluation_dataset(str(tmp_path / "data" / "birds")) == ("imagefolder", "birds")
+    assert evaluation_dataset(f"hf:{tmp_path / 'saved' / 'flowers'}") == ("datasets", "flowers")
     assert evaluation_dataset("hf:org/sketches") == ("org/sketches", "org/sketches")
 
 

@@ -106,7 +106,7 @@ def test_neither_a_folder_nor_a_repo_id_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda c: c["freehub"]["spec"]["backbone_args"].update(checkpoint_path="/etc/passwd"), "unsafe"),
+        (lambda c: c["freehub"]["spec"]["backbone_args"].update(checkpoint_path="weights.pth"), "unsafe"),
         (lambda c: c["freehub"]["spec"].update(backbone="timm:resnet18", backbone_args={"pretrained": True}), "unsafe"),
         (lambda c: c["freehub"]["spec"].update(image_size=100_000), "bad_config"),
         (lambda c: c["freehub"]["spec"].update(trust_remote_code=True), "bad_config"),
