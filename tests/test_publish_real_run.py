@@ -2,6 +2,7 @@
 
 The run directory is what the trainer, meta-train and evaluate write (not a hand-made one), on two
 tiny registry teachers and a small set of random-pattern classes, so the whole loop takes seconds.
+The slow test walks the same loop through the CLI on a real zoo, with the relative paths a user types.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from test_end_to_end import TINY_RUN as TINY_YAML
 from test_sources import SHA_A, SHA_B, TINY_RUN, _register
 
-from freehub.data import ImageSet
+from freehub.cli.app import main
+from freehub.data import ImageSet, load_glyphs
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, save_evaluations
+from freehub.hub import LocalHub
 from freehub.meta import meta_train
 from freehub.pretrained import FewShotLearner
 from freehub.publish import push_learner
 from freehub.registry import Registry
+from freehub.zoo import build_zoo
 
 
 def _classes(seed: int, count: int = 6, per_class: int = 4) -> ImageSet:
@@ -90,3 +95,32 @@ def test_the_cards_usage_snippet_runs_as_written(real_run: Path, tmp_path: Path,
 
     accuracy = float(capsys.readouterr().out.strip().removeprefix("tensor(").removesuffix(")"))
     assert 0.0 <= accuracy <= 1.0
+
+
+@pytest.mark.slow
+def test_the_cli_loop_collect_train_evaluate_push_then_evaluate_the_repo(tmp_path: Path, monkeypatch, capsys) -> None:
+    build_zoo(hub=LocalHub(root=tmp_path / "zoo"), org="e2e", teachers=5, seed=0, data=load_glyphs(size=32), train_steps=20)
+    (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_YAML))
+    monkeypatch.chdir(tmp_path)
+    steps = [
+        ["collect", "--hub", "zoo", "--registry", "registry", "--json"],
+        ["meta-train", "--registry", "registry", "--out", "runs/free", "--config", "tiny.yaml", "--val-data", "glyphs", "--iterations", "2", "--json"],
+        ["evaluate", "--model", "runs/free", "--baseline", "random", "--shot", "1", "--episodes", "5", "--save", "--json"],
+        ["push", "--model", "runs/free", "--repo", "e2e/free", "--hub", "published", "--json"],
+        ["evaluate", "--model", "e2e/free", "--hub", "published", "--shot", "1", "--episodes", "5", "--json"],
+    ]
+    outputs = []
+    for step in steps:
+        with pytest.raises(SystemExit) as stop:
+            main(step)
+        captured = capsys.readouterr()
+        assert stop.value.code == 0, (step[0], captured.err)
+        outputs.append(captured.out)
+
+    pushed = json.loads(outputs[3][outputs[3].index("{"):])
+    saved = [e for e in json.loads(outputs[2][outputs[2].index("["):]) if e["model"] == "runs/free"]
+    from_repo = json.loads(outputs[4][outputs[4].index("["):])
+    card = ModelCard(Path(pushed["card"]).read_text())
+    assert [r.metric_value for r in card.data.eval_results] == [e["mean"] for e in saved]
+    assert from_repo[0]["mean"] == saved[0]["mean"]
+    assert len(card.data.base_model) == 5
