@@ -15,6 +15,7 @@ from freehub.cli.collect import collect_command
 from freehub.cli.data import data_app
 from freehub.cli.demo import demo_command
 from freehub.cli.evaluate import evaluate_command
+from freehub.cli.publish import push_command
 from freehub.cli.registry import registry_app
 from freehub.cli.train import meta_train_command
 from freehub.cli.zoo import zoo_app
@@ -38,6 +39,7 @@ app.command("collect")(collect_command)
 app.add_typer(registry_app, name="registry")
 app.command("meta-train")(meta_train_command)
 app.command("evaluate")(evaluate_command)
+app.command("push")(push_command)
 app.command("demo")(demo_command)
 
 

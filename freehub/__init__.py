@@ -29,6 +29,8 @@ _EXPORTS = {
     "evaluate_fewshot": "freehub.free.fewshot",
     "build_zoo": "freehub.zoo",
     "run_demo": "freehub.pipeline",
+    "FewShotLearner": "freehub.pretrained",
+    "push_learner": "freehub.publish",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -67,3 +67,10 @@ class RegistryError(FreehubError):
 
 class TrainingError(FreehubError):
     """A training run that cannot start or resume as asked."""
+
+
+class PublishError(FreehubError):
+    """A run that cannot be published as asked: nothing to publish, no results, a repo in the way,
+    an undecidable license or no right to write. Raised before anything is written to the Hub."""
+
+    exit_code = 2

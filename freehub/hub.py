@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import httpx2
 import yaml
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, get_token, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError as _HfEntryNotFoundError,
 )
@@ -154,8 +154,15 @@ class Hub(abc.ABC):
         """Create ``repo_id`` and return its URL (remote) or folder (local)."""
 
     @abc.abstractmethod
-    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str) -> str:
-        """Add (or overwrite) every file of ``folder`` in ``repo_id``; returns the new commit sha."""
+    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str, replace: bool = False) -> str:
+        """Add (or overwrite) every file of ``folder`` in ``repo_id`` in one commit; returns its sha.
+
+        ``replace=True`` also removes, in the same commit, every file of the repo that ``folder`` lacks.
+        """
+
+    @abc.abstractmethod
+    def check_write(self, *, repo_id: str) -> None:
+        """Raise :class:`~freehub.errors.HubPermissionError` when ``repo_id`` could not be written here."""
 
 
 def open_hub(location: str | os.PathLike[str] | None = None, *, token: str | None = None) -> Hub:
@@ -198,8 +205,13 @@ def card_tags(card: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tags))
 
 
+def is_repo_id(text: str) -> bool:
+    """Whether ``text`` is a repo id of the form ``ORG/NAME`` that every Hub call here accepts."""
+    return isinstance(text, str) and bool(_REPO_ID.fullmatch(text)) and ".." not in text
+
+
 def _check_repo_id(repo_id: str) -> None:
-    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+    if not is_repo_id(repo_id):
         raise ConfigError(f"not a repo id of the form ORG/NAME: {repo_id!r}")
 
 
@@ -342,17 +354,34 @@ class RemoteHub(Hub):
             )
         return str(url)
 
-    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str) -> str:
-        """See :meth:`Hub.upload_folder`."""
+    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str, replace: bool = False) -> str:
+        """See :meth:`Hub.upload_folder`. The Hub keeps ``.gitattributes`` even with ``replace``."""
         _check_repo_id(repo_id)
         if not Path(folder).is_dir():
             raise ConfigError(f"not a folder: {folder}")
         with self._translated(what=f"upload to {repo_id}"):
             commit = self._with_retries(
-                lambda: self._api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message),
+                lambda: self._api.upload_folder(
+                    repo_id=repo_id, folder_path=folder, commit_message=commit_message,
+                    delete_patterns="*" if replace else None,
+                ),
                 idempotent=False,
             )
         return commit.oid
+
+    def check_write(self, *, repo_id: str) -> None:
+        """See :meth:`Hub.check_write`: a token must exist, and the Hub must not call it read-only."""
+        _check_repo_id(repo_id)
+        token = self._token or get_token()
+        if not token:
+            raise HubPermissionError(f"no token for {self.location}: set HF_TOKEN or log in with `hf auth login`")
+        with self._translated(what="check the token"):
+            identity = self._with_retries(lambda: self._api.whoami(token=token), idempotent=True)
+        # Fine-grained tokens report no single role; the commit itself is then the judge.
+        auth = identity.get("auth") if isinstance(identity, dict) else None
+        access = auth.get("accessToken") if isinstance(auth, dict) else None
+        if isinstance(access, dict) and access.get("role") == "read":
+            raise HubPermissionError(f"the token for {self.location} is read-only; a write token is needed")
 
     def _get(self, url: str, params: list[tuple[str, str]] | None) -> Any:
         response = get_session().get(url, params=params, headers=build_hf_headers(token=self._token))
@@ -563,7 +592,7 @@ class LocalHub(Hub):
         atomic_write_text(self._store / "repos" / repo_id / "settings.json", json.dumps({"private": private}))
         return str(repo_dir)
 
-    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str) -> str:
+    def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str, replace: bool = False) -> str:
         """See :meth:`Hub.upload_folder`. The repo folder is swapped in whole: readers see old or new."""
         self._require(repo_id)
         folder = Path(folder)
@@ -571,8 +600,9 @@ class LocalHub(Hub):
             raise ConfigError(f"not a folder: {folder}")
         repo_dir = self._repo_dir(repo_id)
         staging = repo_dir.parent / f".{repo_dir.name}.{secrets.token_hex(4)}.tmp"
+        kept = [] if replace else list(_walk_files(repo_dir))
         try:
-            for relative, source in [*_walk_files(repo_dir), *_walk_files(folder)]:
+            for relative, source in [*kept, *_walk_files(folder)]:
                 target = staging / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
@@ -586,6 +616,15 @@ class LocalHub(Hub):
         snapshot = self._snapshot(repo_id)
         self._record(repo_id, snapshot, message=commit_message)
         return snapshot.sha
+
+    def check_write(self, *, repo_id: str) -> None:
+        """See :meth:`Hub.check_write`: the repo folder, or the nearest folder that exists above it, is writable."""
+        _check_repo_id(repo_id)
+        place = self._repo_dir(repo_id)
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise HubPermissionError(f"cannot write to {place}: permission denied")
 
     # --- storage -----------------------------------------------------------------------------------
 

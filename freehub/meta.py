@@ -23,6 +23,7 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.trainer import MetaTrainResult
 from freehub.free.trainer import meta_train as _train_on_teachers
 from freehub.registry import Registry
+from freehub.sources import write_sources
 from freehub.task_model import TaskModel
 
 _PRESETS = {"cpu": MetaTrainConfig, "paper": MetaTrainConfig.paper}
@@ -129,6 +130,7 @@ def meta_train(
     opened = registry if isinstance(registry, Registry) else Registry.open(registry)
     try:
         teachers = registry_teachers(registry=opened, n_way=config.n_way)
+        write_sources(run_dir=Path(out_dir), registry=opened, teachers=teachers, resume=resume)
     finally:
         if opened is not registry:
             opened.close()
