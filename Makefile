@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench bench-compare bench-compare-quick clean
 
 $(BIN)/freehub: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ test-fast: $(BIN)/freehub
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(BIN)/freehub
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/bench_data.py bench/bench_zoo.py bench/bench_collect.py; do $(BIN)/python $$script || exit 1; done
+
+# FREE beside every baseline on the embedded zoo (3 seeds, about 1.5 hours on 2 cores), then FIVE's recovery speed.
+bench-compare: $(BIN)/freehub
+	$(BIN)/python bench/bench_compare.py --out bench_results --jobs 2
+	$(BIN)/python bench/bench_free.py --out bench_results
+
+bench-compare-quick: $(BIN)/freehub
+	$(BIN)/python bench/bench_compare.py --quick --out bench_results_quick
+	$(BIN)/python bench/bench_free.py --quick --out bench_results_quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

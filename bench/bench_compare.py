@@ -78,11 +78,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline-steps", type=int, default=200, help="inversion steps of the scratch and pixel baselines")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets threads/jobs threads)")
+    parser.add_argument("--judge-steps", type=int, default=400)
     parser.add_argument("--only", default=None, help="comma-separated method names")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 1 seed, tiny budgets")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.episodes, args.teachers, args.zoo_steps, args.baseline_steps = "0", 8.0, 40, 6, 30, 10
+        args.judge_steps = 60
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = args.work or args.out / "work"
@@ -106,13 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=args.jobs, initializer=torch.set_num_threads, initargs=(max(1, args.threads // args.jobs),)) as pool:
-            futures = [pool.submit(_run, method=m, seed=s, free=free, registry_dir=registry_dir, work=work, request=request) for m, s in jobs]
+            futures = [pool.submit(_run, method=m, seed=s, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps) for m, s in jobs]
             for future in futures:
                 runs.append(future.result())
                 print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
     else:
         for method, seed in jobs:
-            runs.append(_run(method=method, seed=seed, free=free, registry_dir=registry_dir, work=work, request=request))
+            runs.append(_run(method=method, seed=seed, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
     rows = _summarise(runs)
     table = _table(rows, budget=args.budget, episodes=args.episodes, seeds=seeds)
@@ -125,7 +127,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return {"rows": rows, "runs": runs}
 
 
-def _run(*, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path, work: Path, request: EvaluationRequest) -> dict[str, Any]:
+def _run(
+    *, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path, work: Path, request: EvaluationRequest, judge_steps: int
+) -> dict[str, Any]:
     data = load_glyphs(size=32, seed=0)
     with Registry.open(registry_dir) as registry:
         teachers = registry_teachers(registry=registry, n_way=5)
@@ -153,16 +157,16 @@ def _run(*, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path
         "best_iteration": run.best_iteration,
         "recovery_seconds_per_teacher": statistics.median(recovery) if recovery else None,
         "teacher_acc": statistics.fmean(teacher_acc) if teacher_acc else None,
-        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers) if method.oracle is None and config.iterations else None,
+        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
         "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
     }
 
 
-def _judge_memory(*, out: Path, data, teachers) -> float | None:
+def _judge_memory(*, out: Path, data, teachers, judge_steps: int) -> float | None:
     """How often the judge, choosing among one teacher's classes, names the class each of that teacher's
     recovered images in the final memory was made for (chance: 1 / the teacher's classes)."""
     memory = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["memory"]
-    net, keys, _ = train_judge(data, class_names={name for t in teachers for name in t.label_names})
+    net, keys, _ = train_judge(data, class_names={name for t in teachers for name in t.label_names}, steps=judge_steps)
     images_by_key = dict(zip(memory["keys"], memory["images"]))
     scores, counts = [], []
     for group_keys in memory.get("groups", {}).values():

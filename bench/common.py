@@ -36,7 +36,7 @@ JUDGE_TRAIN_PER_CLASS = 15
 JUDGE_STEPS = 400
 
 
-def train_judge(data: SplitData, *, class_names: set[str] | None = None) -> tuple[nn.Module, dict[str, int], float]:
+def train_judge(data: SplitData, *, class_names: set[str] | None = None, steps: int = JUDGE_STEPS) -> tuple[nn.Module, dict[str, int], float]:
     """A classifier of another architecture than any teacher, trained on grey views of real images of
     the meta-train classes named (default: all): ``(network, class index by label key, accuracy on
     held-out real images)``.
@@ -64,7 +64,7 @@ def train_judge(data: SplitData, *, class_names: set[str] | None = None) -> tupl
         )
         optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
         fit_images, fit_labels = images[fit], labels[fit]
-        for _ in range(JUDGE_STEPS):
+        for _ in range(steps):
             pick = torch.randint(0, len(fit_labels), (128,))
             loss = F.cross_entropy(judge_logits(net, fit_images[pick]), fit_labels[pick])
             optimizer.zero_grad()

@@ -30,7 +30,9 @@ def evaluate_command(
     ] = None,
     spec: Annotated[Optional[Path], typer.Option(help="Run directory whose learner spec 'random' builds (default: the CPU default learner).")] = None,
     hub: Annotated[Optional[str], typer.Option(help="Hub URL or folder for ORG/NAME models.")] = None,
-    save: Annotated[bool, typer.Option(help="Store the results in each evaluated run directory (evaluations.json), for its model card.")] = False,
+    save: Annotated[
+        bool, typer.Option(help="Store the results (all models') in each evaluated run directory's evaluations.json, for its model card.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Measure few-shot accuracy on real images of classes no teacher was trained on.
@@ -70,9 +72,10 @@ def evaluate_command(
     images = load_split(spec=data, split=split, size=sizes.pop(), seed=split_seed)
     results = evaluate_models(models=learners, data=images, request=request, baseline=baseline)
     if save:
+        # Each run keeps the whole comparison it took part in; a model card shows only the run's own rows.
         for name in names:
             if Path(name).expanduser().is_dir():
-                save_evaluations(run_dir=Path(name).expanduser(), evaluations=[r for r in results if r.model == name])
+                save_evaluations(run_dir=Path(name).expanduser(), evaluations=results)
     if as_json:
         typer.echo(json.dumps(evaluation_dicts(results), indent=2))
         return

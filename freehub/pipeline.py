@@ -1,137 +1,147 @@
-"""The whole path on the embedded default, end to end: what ``freehub demo`` (and ``make demo``) runs.
+"""The whole path on the embedded default, as the real CLI commands a user would type: what
+``freehub demo`` (and ``make demo``) runs.
 
-glyph set -> teacher zoo on a local folder Hub -> collect into a registry -> FREE meta-training ->
-few-shot accuracy on the held-out meta-test alphabets, beside a randomly initialised learner.
-Each stage is resumable: a rerun reuses the zoo and the registry it finds and continues the
-meta-training run from its last checkpoint.
+    freehub zoo build   teachers trained on glyph classes, published to a local folder Hub
+    freehub collect     the Hub crawled into a model registry
+    freehub meta-train  FREE on the registry (selected on meta-val alphabets)
+    freehub meta-train  the same learner on real images of the teachers' classes (the fair data oracle)
+    freehub evaluate    FREE, the oracle and random initialisation on the held-out meta-test alphabets
+    freehub push        FREE's learner published to a local folder Hub with its model card
+
+Each command is printed before it runs, so the demo teaches the commands. Every stage is
+resumable: a rerun reuses the zoo and the registry it finds and resumes both training runs.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import shlex
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from freehub.atomic import atomic_write_text
-from freehub.collect import collect
-from freehub.data import load_glyphs
-from freehub.free.config import MetaTrainConfig
-from freehub.free.fewshot import FewShotResult, evaluate_fewshot
-from freehub.free.learners import build_learner
+from freehub.evaluate import Evaluation, format_table, load_evaluations
 from freehub.hub import LocalHub
-from freehub.meta import meta_train
-from freehub.registry import Registry
-from freehub.zoo import build_zoo
 
 DEMO_ORG = "freehub-demo"
-
-log = logging.getLogger(__name__)
+DEMO_REPO = f"{DEMO_ORG}/free-glyphs"
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """How big the demo is. The defaults fit a laptop CPU in well under half an hour."""
+    """How big the demo is. The defaults fit a laptop CPU in about a quarter of an hour."""
 
     seed: int = 0
-    size: int = 32
     teachers: int = 24
-    iterations: int | None = None  # None: MetaTrainConfig's CPU default
-    eval_episodes: int = 200
+    iterations: int | None = None  # None: meta-train's CPU default
+    eval_episodes: int = 600
     shots: tuple[int, ...] = (1, 5)
-
-
-@dataclass(frozen=True)
-class DemoRow:
-    """One line of the final table: a learner's meta-test accuracy in one setting."""
-
-    learner: str
-    n_way: int
-    k_shot: int
-    mean: float
-    ci95: float
-    episodes: int
+    config: Path | None = None  # a meta-train YAML for both runs (tests use a tiny one)
+    zoo_steps: int | None = None
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo wrote its stages, and the meta-test table."""
+    """Where the demo wrote its stages, the commands it ran, and the meta-test table."""
 
     out: Path
-    teachers: int
-    collected: int
-    run_dir: Path
-    rows: tuple[DemoRow, ...]
+    commands: tuple[str, ...]
+    evaluations: tuple[Evaluation, ...]
+    card: Path
     seconds: float
+    skipped: tuple[str, ...] = field(default_factory=tuple)
 
     def table(self) -> str:
         """The meta-test table as plain text."""
-        lines = [f"{'learner':<22} {'setting':<14} {'accuracy':>18}"]
-        for row in self.rows:
-            setting = f"{row.n_way}-way {row.k_shot}-shot"
-            lines.append(f"{row.learner:<22} {setting:<14} {100 * row.mean:>8.2f} +/- {100 * row.ci95:.2f}%")
-        return "\n".join(lines)
+        return format_table(self.evaluations)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        data = asdict(self)
-        data["out"], data["run_dir"] = str(self.out), str(self.run_dir)
-        return data
+        return {
+            "out": str(self.out),
+            "commands": list(self.commands),
+            "skipped": list(self.skipped),
+            "evaluations": [asdict(e) for e in self.evaluations],
+            "card": str(self.card),
+            "seconds": self.seconds,
+        }
 
 
-def run_demo(*, out: Path, settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
-    """Run every stage on the embedded glyph set into ``out`` and report meta-test accuracy."""
+def demo_commands(*, out: Path, settings: DemoSettings) -> list[list[str]]:
+    """The CLI commands of the demo, in order (argument lists without the program name)."""
+    out = Path(out)
+    hub, registry, free, oracle = out / "hub", out / "registry", out / "free", out / "oracle"
+    train_options = ["--registry", str(registry), "--val-data", "glyphs", "--seed", str(settings.seed), "--resume"]
+    if settings.iterations is not None:
+        train_options += ["--iterations", str(settings.iterations)]
+    if settings.config is not None:
+        train_options += ["--config", str(settings.config)]
+    zoo = ["zoo", "build", "--hub", str(hub), "--org", DEMO_ORG, "--teachers", str(settings.teachers), "--seed", str(settings.seed)]
+    if settings.zoo_steps is not None:
+        zoo += ["--steps", str(settings.zoo_steps)]
+    shots = [option for shot in settings.shots for option in ("--shot", str(shot))]
+    return [
+        zoo,
+        ["collect", "--hub", str(hub), "--registry", str(registry), "--author", DEMO_ORG],
+        ["meta-train", "--out", str(free), *train_options],
+        ["meta-train", "--out", str(oracle), *train_options, "--data-oracle", "glyphs", "--oracle-classes", "teachers"],
+        ["evaluate", "--model", str(free), "--model", str(oracle), "--baseline", "random", "--spec", str(free),
+         *shots, "--episodes", str(settings.eval_episodes), "--seed", str(settings.seed), "--save"],
+        ["push", "--model", str(free), "--repo", DEMO_REPO, "--hub", str(out / "published"), "--force"],
+    ]
+
+
+def run_demo(
+    *, out: Path, settings: DemoSettings = DemoSettings(), run: Callable[[Sequence[str]], None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run every demo command into ``out`` (``run`` executes one CLI command; default: in this process).
+
+    A zoo already complete in ``out/hub`` is reused instead of rebuilt.
+    """
     start = time.perf_counter()
     out = Path(out)
-    data = load_glyphs(size=settings.size, seed=settings.seed, progress=progress)
-    hub = LocalHub(root=out / "hub")
-    published = list(hub.search(author=DEMO_ORG, tags=("few-shot",)))
-    if len(published) < settings.teachers:
-        log.info(f"[1/4] training {settings.teachers} teachers into {hub.location}")
-        build_zoo(hub=hub, org=DEMO_ORG, teachers=settings.teachers, seed=settings.seed, size=settings.size, progress=progress)
-    else:
-        log.info(f"[1/4] reusing the {len(published)} teachers in {hub.location}")
-    log.info("[2/4] collecting them into the registry")
-    with Registry.open(out / "registry") as registry:
-        report = collect(hub=hub, registry=registry, tags=("few-shot",), author=DEMO_ORG, progress=progress)
-        log.info(report.summary())
-        collected = len(registry.list())
-        config = MetaTrainConfig(seed=settings.seed, image_size=settings.size)
-        if settings.iterations is not None:
-            config = replace(config, iterations=settings.iterations)
-        run_dir = out / "run"
-        log.info(f"[3/4] meta-training with FREE into {run_dir}")
-        run = meta_train(
-            registry=registry,
-            out_dir=run_dir,
-            config=config,
-            val_data=data.val,
-            resume=(run_dir / "checkpoint.pt").exists(),
-            progress=progress,
-        )
-    log.info(f"[4/4] evaluating on {data.test.num_classes} meta-test classes")
-    torch.manual_seed(settings.seed)
-    baseline = build_learner(spec=run.learner.spec)
-    rows = []
-    for name, learner in (("FREE (this run)", run.learner), ("random init", baseline)):
-        for k_shot in settings.shots:
-            result: FewShotResult = evaluate_fewshot(
-                learner=learner,
-                data=data.test,
-                n_way=config.n_way,
-                k_shot=k_shot,
-                episodes=settings.eval_episodes,
-                seed=settings.seed,
-            )
-            rows.append(DemoRow(name, config.n_way, k_shot, result.mean, result.ci95, result.n_episodes))
+    run = run or _run_in_process
+    ran, skipped = [], []
+    for argv in demo_commands(out=out, settings=settings):
+        line = "freehub " + shlex.join(argv)
+        if argv[:2] == ["zoo", "build"] and _zoo_complete(hub=out / "hub", teachers=settings.teachers):
+            echo(f"# the zoo in {out / 'hub'} is complete, skipping: {line}")
+            skipped.append(line)
+            continue
+        echo(f"$ {line}")
+        run(argv)
+        ran.append(line)
+    free = out / "free"
+    names = {str(free): "FREE (this run)", str(out / "oracle"): "data oracle (teachers' classes, real images)"}
+    # `evaluate --save` stores the whole comparison (FREE, oracle, random) in each run it evaluated.
+    evaluations = load_evaluations(run_dir=free)
     result = DemoResult(
-        out=out, teachers=settings.teachers, collected=collected, run_dir=run.run_dir, rows=tuple(rows),
+        out=out,
+        commands=tuple(ran),
+        evaluations=tuple(_renamed(e, names) for e in evaluations),
+        card=out / "published" / DEMO_REPO / "README.md",
         seconds=time.perf_counter() - start,
+        skipped=tuple(skipped),
     )
-    atomic_write_text(out / "demo.json", json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(out / "demo.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
+
+def _zoo_complete(*, hub: Path, teachers: int) -> bool:
+    if not hub.is_dir():
+        return False
+    return len(list(LocalHub(root=hub).search(author=DEMO_ORG, tags=("few-shot",)))) >= teachers
+
+
+def _renamed(evaluation: Evaluation, names: dict[str, str]) -> Evaluation:
+    return Evaluation(**{**asdict(evaluation), "model": names.get(evaluation.model, evaluation.model)})
+
+
+def _run_in_process(argv: Sequence[str]) -> None:
+    from freehub.cli.app import app
+
+    app(args=list(argv), prog_name="freehub", standalone_mode=False)

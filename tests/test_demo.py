@@ -1,27 +1,51 @@
-"""`freehub demo`: every stage on the embedded default, and a rerun that reuses and resumes."""
+"""`freehub demo`: the real commands in order, the table and the card, and a rerun that truly reuses and resumes."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
+import yaml
+from huggingface_hub import ModelCard
 
-from freehub.pipeline import DemoSettings, run_demo
+from freehub.hub import LocalHub
+from freehub.pipeline import DEMO_ORG, DemoSettings, run_demo
+
+TINY = {
+    "generator_width": 16, "images_per_task": 10, "teachers_per_step": 2, "warmup_iterations": 1, "max_replay_steps": 2,
+    "episodes_per_step": 1, "val_every": 1, "val_episodes": 4, "grid_every": 1, "q_queries": 2, "conv_width": 8,
+}
+
+
+def _shas(hub: Path) -> dict[str, str]:
+    local = LocalHub(root=hub)
+    return {info.repo_id: info.sha for info in local.search(author=DEMO_ORG, tags=("few-shot",))}
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_then_reuses_and_resumes(tmp_path: Path, caplog) -> None:
-    settings = DemoSettings(teachers=5, iterations=2, eval_episodes=5, shots=(1,))
-    first = run_demo(out=tmp_path, settings=settings, progress=False)
-    assert first.collected == 5
-    assert [(row.learner, row.k_shot) for row in first.rows] == [("FREE (this run)", 1), ("random init", 1)]
-    assert all(0.0 <= row.mean <= 1.0 and row.episodes == 5 for row in first.rows)
-    assert json.loads((tmp_path / "demo.json").read_text())["rows"][0]["learner"] == "FREE (this run)"
+def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "demo"
+    settings = DemoSettings(teachers=5, iterations=2, eval_episodes=5, shots=(1,), config=config, zoo_steps=10)
 
-    with caplog.at_level(logging.INFO, logger="freehub.pipeline"):
-        run_demo(out=tmp_path, settings=DemoSettings(teachers=5, iterations=3, eval_episodes=5, shots=(1,)), progress=False)
-    assert "reusing the 5 teachers" in caplog.text
-    iterations = [json.loads(line)["iteration"] for line in (first.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert iterations == [0, 1, 2]
+    first = run_demo(out=out, settings=settings)
+    assert [c.split()[1] for c in first.commands] == ["zoo", "collect", "meta-train", "meta-train", "evaluate", "push"]
+    assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "random"}
+    card = ModelCard.load(first.card)
+    assert card.data.library_name == "freehub" and len(card.data.base_model) == 5
+    assert json.loads((out / "demo.json").read_text())["card"] == str(first.card)
+    shas = _shas(out / "hub")
+    metrics = {run: (out / run / "metrics.jsonl").read_bytes() for run in ("free", "oracle")}
+    capsys.readouterr()
+
+    second = run_demo(out=out, settings=DemoSettings(**{**settings.__dict__, "iterations": 3}))
+    printed = capsys.readouterr().out
+    assert second.skipped and second.skipped[0].startswith("freehub zoo build")
+    assert _shas(out / "hub") == shas
+    assert "collected 0, already present 5" in printed
+    for run, before in metrics.items():
+        after = (out / run / "metrics.jsonl").read_bytes()
+        assert after.startswith(before) and after != before, run
+        assert [json.loads(line)["iteration"] for line in after.decode().splitlines()] == [0, 1, 2]

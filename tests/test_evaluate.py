@@ -114,8 +114,8 @@ def test_cli_prints_json_and_saves_into_the_run(folder: Path, run_dir: Path) -> 
     assert done.exit_code == 0, done.output
     printed = json.loads(done.stdout)
     assert {r["model"] for r in printed} == {str(run_dir), "random"}
-    stored = load_evaluations(run_dir=run_dir)
-    assert [e.model for e in stored] == [str(run_dir)] and stored[0].diff_mean is not None
+    stored = {e.model: e for e in load_evaluations(run_dir=run_dir)}
+    assert set(stored) == {str(run_dir), "random"} and stored[str(run_dir)].diff_mean is not None
 
 
 @pytest.mark.parametrize(
