@@ -82,6 +82,17 @@ def load_oracle_data(*, spec: str, size: int, seed: int = 0, classes: str = "all
     return data.select_classes(chosen)
 
 
+def _refuse_known_classes(*, val_data: ImageSet, teachers: Sequence[TaskModel]) -> None:
+    """Meta-validation must be on classes no teacher was trained on, or selection rewards memorising them."""
+    known = {name for teacher in teachers for name in teacher.label_names}
+    shared = sorted(set(val_data.class_names) & known)
+    if shared:
+        raise ConfigError(
+            f"{len(shared)} meta-validation classes are classes the teachers were trained on (e.g. {shared[0]!r}): "
+            "use the class split the teachers came from (--split-seed; the embedded zoo uses 0)"
+        )
+
+
 def _load_split(*, spec: str, size: int, seed: int, split: str, option: str) -> ImageSet:
     if spec == "glyphs":
         return getattr(load_glyphs(size=size, seed=seed), split)
@@ -136,6 +147,8 @@ def meta_train(
             opened.close()
     if isinstance(val_data, str):
         val_data = load_val_data(spec=val_data, size=config.image_size, seed=split_seed)
+    if val_data is not None:
+        _refuse_known_classes(val_data=val_data, teachers=teachers)
     if isinstance(oracle_data, str):
         oracle_data = load_oracle_data(spec=oracle_data, size=config.image_size, seed=split_seed, classes=oracle_classes, teachers=teachers)
     return _train_on_teachers(

@@ -105,3 +105,11 @@ def test_collect_from_a_dead_endpoint_is_one_line_error(tmp_path: Path, capsys) 
     assert stop.value.code != 0
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "127.0.0.1:9" in errors[0]
+
+
+def test_meta_validation_on_the_teachers_own_classes_is_refused(registry: Path, tmp_path: Path, capsys) -> None:
+    # Split 1 of the glyph set puts some of split 0's meta-train alphabets, which the zoo learned, in meta-val.
+    with pytest.raises(SystemExit) as stop:
+        main(["meta-train", "--registry", str(registry), "--out", str(tmp_path / "run"), "--val-data", "glyphs", "--split-seed", "1"])
+    assert stop.value.code == 2
+    assert "classes the teachers were trained on" in capsys.readouterr().err
