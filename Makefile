@@ -27,6 +27,7 @@ bench: $(BIN)/freehub
 
 # FREE beside every baseline on the embedded zoo (3 seeds, about 1.5 hours on 2 cores), then FIVE's recovery speed.
 bench-compare: $(BIN)/freehub
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python bench/bench_compare.py --out bench_results --jobs 2
 	$(BIN)/python bench/bench_free.py --out bench_results
 

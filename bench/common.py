@@ -89,3 +89,24 @@ def judge_within(*, net: nn.Module, columns: list[int], images: torch.Tensor, la
     with torch.no_grad():
         logits = judge_logits(net, images)[:, torch.tensor(columns)]
     return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def digits_folder(*, work: Path) -> Path | None:
+    """scikit-learn's bundled handwritten digits (8 x 8, 10 classes) as an image folder: real images of a
+    domain no teacher saw. ``None`` when scikit-learn is not installed (``pip install -e '.[bench]'``)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    root = work / "digits"
+    if (root / "9").is_dir():
+        return root
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * (255 / 16)).astype(np.uint8)).save(folder / f"{index:04d}.png")
+    return root

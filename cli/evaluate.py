@@ -18,7 +18,7 @@ def evaluate_command(
         ),
     ],
     data: Annotated[str, typer.Option(help="Real images: 'glyphs', an image folder (a sub-folder per class), or 'hf:PATH_OR_ID'.")] = "glyphs",
-    split: Annotated[str, typer.Option(help="Which class split to draw episodes from: train, val or test.")] = "test",
+    split: Annotated[str, typer.Option(help="Which class split to draw episodes from: train, val, test, or all (a folder or hf: data set no stage has seen).")] = "test",
     way: Annotated[int, typer.Option(help="Classes per episode (N).")] = 5,
     shot: Annotated[Optional[list[int]], typer.Option(help="Labelled images per class (K); repeat for several settings.")] = None,
     queries: Annotated[int, typer.Option(help="Query images per class and episode.")] = 15,

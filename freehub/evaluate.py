@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from freehub.atomic import atomic_write_text
-from freehub.data import ImageSet, SplitData, load_glyphs, load_hf_dataset, load_image_folder
+from freehub.data import ImageSet, SplitData, load_glyphs, load_hf_dataset, load_image_folder, read_hf_dataset, read_image_folder
 from freehub.errors import CheckpointError, ConfigError
 from freehub.free.fewshot import evaluate_fewshot
 from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner
@@ -32,7 +32,8 @@ from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_
 EVALUATIONS_NAME = "evaluations.json"
 EVALUATIONS_FORMAT = 1
 RANDOM = "random"
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "all")
+"""``all``: every class of a folder or `datasets` data set, for data from a domain no stage has seen."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,15 @@ def load_split(*, spec: str, split: str, size: int, seed: int = 0) -> ImageSet:
     or ``hf:PATH_OR_ID`` for a `datasets` data set; splits are by class, decided by ``seed``."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        if spec == "glyphs":
+            raise ConfigError("the glyph set's classes are split (the teachers learned its train split): choose train, val or test")
+        if spec.startswith("hf:"):
+            return read_hf_dataset(path=spec[3:], size=size)
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"data {spec!r} is neither 'glyphs', 'hf:NAME' nor an image folder")
+        return read_image_folder(root=folder, size=size)
     data: SplitData
     if spec == "glyphs":
         data = load_glyphs(size=size, seed=seed)

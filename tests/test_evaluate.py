@@ -136,3 +136,9 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, folder:
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err, err
+
+
+def test_split_all_takes_every_class_of_a_folder(folder: Path) -> None:
+    from freehub.evaluate import load_split
+
+    assert load_split(spec=str(folder), split="all", size=16).num_classes == 8
