@@ -1,9 +1,15 @@
 """FREE's claim in small: a learner meta-trained from teachers alone beats random initialisation on real unseen classes.
 
 Slow (about two minutes on two CPU cores): eight small Conv4 teachers over disjoint meta-train
-glyph classes, a short protonet run, then 5-way 1-shot episodes of meta-VALIDATION classes
-(never seen by a teacher) for the trained learner and for a random initialisation of the same
-spec, on the same episodes.
+glyph classes, a short run with the CPU defaults, then the same 300 5-way 1-shot episodes of
+meta-VALIDATION classes (never seen by a teacher) for the trained learner and for the random
+initialisation of the same spec. The claim is tested on the paired per-episode difference, which
+is far tighter than two separate intervals.
+
+Margin, from measurements of exactly this set-up (see the README's results for the table): over
+seeds 0-4 the paired gain was MEASURED_GAINS points, each with an interval of about MEASURED_CI
+points. The test asks for a lower bound of MARGIN points, so a machine whose kernels differ (and
+whose trajectory therefore differs) still passes while a learner that does not learn fails.
 """
 
 from __future__ import annotations
@@ -11,14 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from test_free_teachers import glyphs, train_teacher
 
-from freehub.free import MetaTrainConfig, build_learner, evaluate_fewshot, meta_train
-
+from freehub.evaluate import EvaluationRequest, evaluate_models, load_model
+from freehub.free import MetaTrainConfig, meta_train
 
 TEACHERS = 8
-EPISODES = 100
+EPISODES = 300
+MARGIN = 0.08
 
 
 @pytest.mark.slow
@@ -29,10 +35,8 @@ def test_meta_trained_learner_beats_random_initialisation_on_unseen_real_classes
     config = MetaTrainConfig(seed=0, device="cpu", iterations=12, warmup_iterations=2, teachers_per_step=2)
     run = meta_train(teachers=teachers, config=config, out_dir=tmp_path / "run", progress=False)
 
-    torch.manual_seed(config.seed)
-    random_init = build_learner(spec=run.learner.spec)
-    scores = {
-        name: evaluate_fewshot(learner=learner, data=data.val, n_way=5, k_shot=1, episodes=EPISODES, seed=1)
-        for name, learner in (("free", run.learner), ("random", random_init))
-    }
-    assert scores["free"].mean - scores["free"].ci95 > scores["random"].mean + scores["random"].ci95, scores
+    models = {"free": run.learner, "random": load_model(model="random", seed=config.seed, spec=run.learner.spec)}
+    request = EvaluationRequest(split="val", n_way=5, shots=(1,), episodes=EPISODES, seed=1)
+    results = evaluate_models(models=models, data=data.val, request=request, baseline="random")
+    free = next(r for r in results if r.model == "free")
+    assert free.diff_mean - free.diff_ci95 > MARGIN, free
