@@ -16,6 +16,7 @@ from safetensors.torch import save as save_safetensors
 
 from freehub.collect import collect
 from freehub.hub import open_hub
+from freehub.limits import Limits
 from freehub.registry import Registry
 from test_collect import build_zoo
 
@@ -160,14 +161,14 @@ def test_remote_code_is_skipped(zoo, cats, hub_server, hub_org, tmp_path) -> Non
 def test_an_oversized_file_is_skipped_before_download(cats, hub_server, hub_org, tmp_path) -> None:
     limit = len(cats["model.safetensors"]) + 10
     hostile = {**cats, "model.safetensors": b"\0" * (limit + 1)}
-    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, max_file_bytes=limit)
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, limits=Limits(max_file_bytes=limit))
     assert skip.reason == "too_large"
     assert _downloads(hub_server, f"{hub_org}/hostile") == []
 
 
 def test_too_many_files_are_skipped_before_download(cats, hub_server, hub_org, tmp_path) -> None:
     hostile = {**cats, **{f"extra/{i}.txt": b"x" for i in range(8)}}
-    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, max_files=len(cats) + 2)
+    skip = _crawl(hub_server, hub_org, tmp_path, cats, hostile, limits=Limits(max_files=len(cats) + 2))
     assert skip.reason == "too_many_files"
     assert _downloads(hub_server, f"{hub_org}/hostile") == []
 
