@@ -3,8 +3,9 @@
 It speaks the part of the Hugging Face Hub API that freehub and its libraries use (model search with
 Link-header pagination, model info, tree, resolve, repo creation, preupload, NDJSON commits, whoami)
 and stores repos under a folder: content-addressed blobs plus one JSON file per commit. Tests seed
-repos with :meth:`HubServer.add_repo`, flip access flags, inject failures and read every request
-back from :attr:`HubServer.requests`.
+repos with :meth:`HubServer.add_repo`, flip access flags, inject failures and hostile behaviours
+(:meth:`HubServer.fail_next`, :meth:`HubServer.misbehave_next`, :attr:`HubServer.link_base`) and read
+every request back from :attr:`HubServer.requests`.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ _DEFAULT_TOKENS = {"hf_test_write": "write", "hf_test_read": "read"}
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the server saw it; ``headers`` never include Authorization."""
+    """One request as the server saw it; ``headers`` never include Authorization, ``token_seen`` says
+    whether one was sent."""
 
     method: str
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    token_seen: bool = False
 
 
 @dataclass
@@ -46,6 +49,14 @@ class _Failure:
     remaining: int
     status: int
     retry_after: int | None
+
+
+@dataclass
+class _Hostile:
+    path_prefix: str
+    remaining: int
+    kind: str
+    value: Any
 
 
 @dataclass
@@ -60,8 +71,17 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """Refuses YAML aliases, as the real Hub must: hostile cards carry alias bombs."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not allowed")
+        return super().compose_node(parent, index)
+
+
 def card_metadata(readme: bytes | None) -> dict[str, Any]:
-    """The YAML front matter of a model card, or ``{}`` when there is none or it does not parse."""
+    """The YAML front matter of a model card, or ``{}`` when there is none, it does not parse or it has aliases."""
     if not readme:
         return {}
     text = readme.decode("utf-8", errors="replace")
@@ -71,8 +91,8 @@ def card_metadata(readme: bytes | None) -> dict[str, Any]:
     if end < 0:
         return {}
     try:
-        data = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
+        data = yaml.load(text[3:end], Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -93,7 +113,8 @@ class HubServer:
     """A Hub on ``127.0.0.1`` at a free port, storing its repos under ``root``.
 
     ``tokens`` maps each valid token to ``"read"`` or ``"write"``; writes need a write token.
-    ``page_size`` bounds every listing page so that tests can force pagination.
+    ``page_size`` bounds every listing page so that tests can force pagination. ``link_base``, when
+    set, replaces the server's own URL in next-page links (a Hub pointing its pagination elsewhere).
     """
 
     def __init__(self, *, root: Path, tokens: dict[str, str] | None = None, page_size: int = 50) -> None:
@@ -101,7 +122,10 @@ class HubServer:
         self.tokens = dict(_DEFAULT_TOKENS if tokens is None else tokens)
         self.page_size = page_size
         self.requests: list[RecordedRequest] = []
+        self.link_base: str | None = None
         self._failures: list[_Failure] = []
+        self._hostile: list[_Hostile] = []
+        self._stopping = threading.Event()
         self._lock = threading.RLock()
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "repos").mkdir(parents=True, exist_ok=True)
@@ -121,6 +145,7 @@ class HubServer:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -155,6 +180,19 @@ class HubServer:
         """Answer the next ``count`` requests whose path starts with ``path_prefix`` with ``status``."""
         with self._lock:
             self._failures.append(_Failure(method, path_prefix, count, status, retry_after))
+
+    def misbehave_next(self, *, path_prefix: str, kind: str, count: int = 1, value: Any = None) -> None:
+        """Answer the next ``count`` requests whose path starts with ``path_prefix`` with a hostile behaviour.
+
+        ``kind`` is ``"silent"`` (accept, never answer; ``value``: seconds before hanging up, default
+        until the server stops), ``"slow"`` (announce the whole body, then send one byte every ``value``
+        seconds), ``"oversize"`` (append ``value`` bytes to the body, more than the listing announced) or
+        ``"redirect"`` (302 to ``value`` + the same path and query, e.g. another server).
+        """
+        if kind not in ("silent", "slow", "oversize", "redirect"):
+            raise ValueError(f"unknown hostile behaviour {kind!r}")
+        with self._lock:
+            self._hostile.append(_Hostile(path_prefix, count, kind, value))
 
     def blob_path(self, repo_id: str, filename: str, *, revision: str = "main") -> Path:
         """Where the bytes of ``filename`` at ``revision`` are stored: overwrite it to serve a corrupt file
@@ -237,6 +275,14 @@ class HubServer:
         if revision == "main":
             return self._commit_record(repo_id, meta["head"]) if meta["head"] else None
         return self._commit_record(repo_id, revision)
+
+    def _hostile_for(self, path: str) -> _Hostile | None:
+        with self._lock:
+            for rule in self._hostile:
+                if rule.remaining > 0 and path.startswith(rule.path_prefix):
+                    rule.remaining -= 1
+                    return rule
+        return None
 
     def _failure_for(self, method: str, path: str) -> _Failure | None:
         with self._lock:
@@ -334,7 +380,7 @@ class _Api:
         if offset + size < len(hits):
             query = {key: value for key, value in self.query.items() if key != "cursor"}
             query["cursor"] = [base64.urlsafe_b64encode(str(offset + size).encode()).decode()]
-            headers["Link"] = f'<{self.server.url}/api/models?{urlencode(query, doseq=True)}>; rel="next"'
+            headers["Link"] = f'<{self.server.link_base or self.server.url}/api/models?{urlencode(query, doseq=True)}>; rel="next"'
         return _json(page, headers=headers)
 
     def _summary(self, repo_id: str, meta: dict[str, Any], *, full: bool) -> dict[str, Any]:
@@ -576,7 +622,17 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(split.query, keep_blank_values=True)
             body = self._read_body()
             headers = {key: value for key, value in self.headers.items() if key.lower() != "authorization"}
-            server.requests.append(RecordedRequest(self.command, split.path, query, headers))
+            server.requests.append(RecordedRequest(self.command, split.path, query, headers,
+                                                   token_seen="Authorization" in self.headers))
+            hostile = server._hostile_for(split.path)
+            if hostile is not None and hostile.kind == "silent":
+                server._stopping.wait(hostile.value)
+                self.close_connection = True
+                return
+            if hostile is not None and hostile.kind == "redirect":
+                target = hostile.value + self.path
+                self._send(_Reply(302, b"", {"Location": target}))
+                return
             failure = server._failure_for(self.command, split.path)
             if failure is not None:
                 extra = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
@@ -586,16 +642,29 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                     reply = _Api(server, self, self.command, split.path, query, body).dispatch()
                 except (KeyError, ValueError) as error:
                     reply = _error(400, f"Bad request: {error}")
-            self._send(reply)
+            if hostile is not None and hostile.kind == "oversize":
+                reply.body += b"\0" * int(hostile.value)
+            self._send(reply, drip_s=hostile.value if hostile is not None and hostile.kind == "slow" else None)
 
-        def _send(self, reply: _Reply) -> None:
+        def _send(self, reply: _Reply, *, drip_s: float | None = None) -> None:
             self.send_response(reply.status)
             for key, value in reply.headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command == "HEAD":
+                return
+            if drip_s is None:
                 self.wfile.write(reply.body)
+                return
+            try:
+                for index in range(len(reply.body)):
+                    if server._stopping.wait(drip_s):
+                        break
+                    self.wfile.write(reply.body[index:index + 1])
+                    self.wfile.flush()
+            except OSError:
+                self.close_connection = True
 
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 

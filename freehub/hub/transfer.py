@@ -42,7 +42,6 @@ from freehub.hub.base import RepoFile
 from freehub.limits import Timeouts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -228,7 +227,7 @@ class HubHttp:
             if declared.isdigit() and int(declared) > limit:
                 raise HubLimitError(f"{what}: the answer is {declared} bytes, over the {limit}-byte limit")
             body = bytearray()
-            for chunk in response.iter_bytes(_CHUNK):
+            for chunk in response.iter_bytes():
                 body.extend(chunk)
                 if len(body) > limit:
                     raise HubLimitError(f"{what}: the answer is over the {limit}-byte limit")
@@ -250,7 +249,7 @@ class HubHttp:
         def read(response: httpx2.Response, deadline: float) -> None:
             check = ContentCheck(entry=entry, what=what)
             with _part_file(target) as (_, handle):
-                for chunk in response.iter_bytes(_CHUNK):
+                for chunk in response.iter_bytes():
                     _check_cancel(cancel)
                     check.update(chunk)
                     handle.write(chunk)
