@@ -654,16 +654,17 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command == "HEAD":
                 return
-            if drip_s is None:
-                self.wfile.write(reply.body)
-                return
             try:
+                if drip_s is None:
+                    self.wfile.write(reply.body)
+                    return
                 for index in range(len(reply.body)):
                     if server._stopping.wait(drip_s):
                         break
                     self.wfile.write(reply.body[index:index + 1])
                     self.wfile.flush()
             except OSError:
+                # The client hung up, as a bounded client does on a body too big or too slow.
                 self.close_connection = True
 
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from freehub.errors import ConfigError, HubConnectionError, HubError, HubLimitError, IntegrityError
-from freehub.hub import RemoteHub, RetryPolicy, endpoint_token, open_hub
-from freehub.limits import Timeouts
+from freehub.errors import (
+    ConfigError,
+    HubConnectionError,
+    HubError,
+    HubLimitError,
+    IntegrityError,
+    RepoNotFoundError,
+)
+from freehub.hub import LocalHub, RemoteHub, RetryPolicy, endpoint_token, open_hub
+from freehub.limits import Limits, Timeouts
 from hub_server import HubServer
 from test_hub import FAST_RETRY, READ_TOKEN, WRITE_TOKEN, model_files
 
@@ -141,3 +148,53 @@ def test_an_address_that_is_not_a_hub_is_a_config_error(hub_server) -> None:
     hub = RemoteHub(endpoint=f"{hub_server.url}/not-a-hub", retry=NO_RETRY)
     with pytest.raises(ConfigError, match="does not answer like a Hub"):
         list(hub.search(tags=["x"]))
+
+
+# --- folder hubs: nothing outside the root, nothing read whole ------------------------------------------
+
+
+def _folder_repo(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for name, data in model_files().items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("linked", ["repo", "org"])
+def test_a_symlinked_folder_is_not_part_of_a_folder_hub(tmp_path: Path, linked: str) -> None:
+    private = tmp_path / "home" / "me"
+    _folder_repo(private / "secrets")
+    (tmp_path / "hub" / "org").mkdir(parents=True)
+    if linked == "repo":
+        (tmp_path / "hub" / "org" / "secrets").symlink_to(private / "secrets", target_is_directory=True)
+    else:
+        (tmp_path / "hub" / "me").symlink_to(private, target_is_directory=True)
+    repo_id = "org/secrets" if linked == "repo" else "me/secrets"
+    hub = LocalHub(root=tmp_path / "hub")
+    assert list(hub.search()) == []
+    with pytest.raises(RepoNotFoundError):
+        hub.repo_info(repo_id=repo_id)
+    assert not (tmp_path / "hub" / ".freehub" / "objects").exists()
+
+
+def test_a_folder_hub_card_over_the_limit_is_not_read(tmp_path: Path) -> None:
+    _folder_repo(tmp_path / "hub" / "org" / "a")
+    hub = LocalHub(root=tmp_path / "hub", limits=Limits(max_card_bytes=64))
+    assert list(hub.search(tags=["glyphs"])) == []
+    assert [hit.repo_id for hit in LocalHub(root=tmp_path / "hub").search(tags=["glyphs"])] == ["org/a"]
+
+
+def test_a_folder_hub_file_that_grew_after_listing_is_cut_off(tmp_path: Path) -> None:
+    _folder_repo(tmp_path / "hub" / "org" / "a")
+    hub = LocalHub(root=tmp_path / "hub")
+    sha = hub.repo_info(repo_id="org/a").sha
+    with open(tmp_path / "hub" / "org" / "a" / "model.safetensors", "ab") as grown:
+        grown.write(b"\0" * 1_000_000)
+    # The pinned revision is served from the hub's store, never from the grown file.
+    paths = hub.download(repo_id="org/a", revision=sha, filenames=["model.safetensors"], local_dir=tmp_path / "out")
+    assert paths["model.safetensors"].read_bytes() == model_files()["model.safetensors"]
+
+
+def test_a_missing_folder_is_not_a_hub(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no Hub"):
+        list(LocalHub(root=tmp_path / "no-such-folder").search())
