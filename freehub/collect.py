@@ -16,11 +16,11 @@ import errno
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -47,6 +47,8 @@ from freehub.task_model import ModelSpec
 # A Hub that fails this many repos in a row for want of an answer is gone: stop rather than time out
 # once per remaining search hit.
 MAX_UNREACHABLE_IN_A_ROW = 3
+_POLL_S = 0.2
+_T = TypeVar("_T")
 _METADATA_FILES = ("config.json", "preprocessor_config.json", "README.md")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 # Reasons that follow from a revision's bytes alone: the same commit would fail the same way, so a
@@ -166,7 +168,7 @@ def collect(
             bar.total = len(futures)
             bar.refresh()
             unreachable = 0
-            for future in as_completed(futures):
+            for future in _as_completed(futures):
                 outcome, record = future.result()
                 getattr(report, outcome).append(record)
                 unreachable = unreachable + 1 if outcome == "skipped" and record.reason == "unreachable" else 0
@@ -186,6 +188,17 @@ def collect(
     report.already_present.sort(key=lambda record: record.repo_id)
     report.skipped.sort(key=lambda skip: skip.repo_id)
     return report
+
+
+def _as_completed(futures: Sequence[Future[_T]]) -> Iterator[Future[_T]]:
+    """Futures as they finish, waking at least every :data:`_POLL_S` so that Ctrl-C is seen at once.
+
+    A thread blocked in a plain wait does not notice a signal that the OS delivered to another thread.
+    """
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        yield from done
 
 
 def _collect_one(

@@ -3,11 +3,13 @@ and nothing half-written reaches the registry."""
 
 from __future__ import annotations
 
+import _thread
 import errno
 import hashlib
 import io
 import json
 import pickle
+import threading
 import time
 from pathlib import Path
 
@@ -398,3 +400,30 @@ def test_a_crawl_of_a_hub_that_misbehaves_every_way_ends_bounded_and_keeps_the_t
         assert mirror.requests_to("/resolve/") and not any(r.token_seen for r in mirror.requests)
     finally:
         mirror.stop()
+
+
+def test_ctrl_c_cancels_the_queued_repos_and_leaves_a_consistent_registry(cats, hub_server, hub_org, tmp_path) -> None:
+    for index in range(12):
+        hub_server.add_repo(f"{hub_org}/m{index:02d}", files=cats)
+    # Every download trickles: waiting for the queue to drain would take hours.
+    hub_server.misbehave_next(path_prefix=f"/{hub_org}/", kind="slow", value=0.02, count=100)
+    registry = Registry.open(tmp_path)
+
+    def downloads() -> list[str]:
+        return [r.path for r in hub_server.requests_to(f"/{hub_org}/") if r.path.startswith(f"/{hub_org}/")]
+
+    def interrupt_once_downloading() -> None:
+        while not downloads():
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_downloading, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, workers=2, progress=False)
+    assert time.monotonic() - start < 5
+    assert registry.list(all_versions=True) == [] and registry.skipped() == []
+    assert list((tmp_path / "staging").iterdir()) == []
+    # The two repos in flight stopped at their first file; the ten queued ones were never asked for.
+    assert len(downloads()) <= 2
+    assert len({r.path.split("/")[4] for r in hub_server.requests_to(f"/api/models/{hub_org}/")}) <= 4
