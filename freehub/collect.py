@@ -13,6 +13,7 @@ stops the crawl, leaving everything finished so far registered and nothing half-
 from __future__ import annotations
 
 import errno
+import itertools
 import shutil
 import sqlite3
 import threading
@@ -161,10 +162,13 @@ def collect(
     report = CollectReport()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect")
     try:
+        candidates = iter(hub.search(tags=tags, library=library, author=author, search=search, limit=limit))
+        # A location that is not a Hub fails on the first page, before any progress is shown.
+        first = next(candidates, None)
         with tqdm(total=limit, unit="repo", desc="collect", disable=not progress) as bar:
-            candidates = hub.search(tags=tags, library=library, author=author, search=search, limit=limit)
+            hits = itertools.chain([first], candidates) if first is not None else ()
             futures = [pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options)
-                       for hit in candidates]
+                       for hit in hits]
             bar.total = len(futures)
             bar.refresh()
             unreachable = 0

@@ -106,7 +106,8 @@ class RemoteHub(Hub):
                                                      malformed=ConfigError if first else HubError)
             except (RepoNotFoundError, EntryNotFoundError) as error:
                 if first:
-                    raise ConfigError(f"{self.location} does not answer like a Hub: {error}") from error
+                    raise ConfigError(f"{self.location} does not answer like a Hub (no model search at "
+                                      "/api/models)") from error
                 raise
             if not isinstance(page, list):
                 raise (ConfigError if first else HubError)(f"{self.location} does not answer like a Hub: "
