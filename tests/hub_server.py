@@ -14,6 +14,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,7 +130,7 @@ class HubServer:
         self._lock = threading.RLock()
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "repos").mkdir(parents=True, exist_ok=True)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
 
@@ -554,6 +555,14 @@ class _Api:
                                       message=header.get("summary", ""))
         return _json({"success": True, "commitOid": sha, "commitUrl": f"{self.server.url}/{repo_id}/commit/{sha}",
                       "pullRequestUrl": None})
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up early (a bounded client refusing a body) is not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _sibling(name: str, entry: dict[str, Any]) -> dict[str, Any]:
