@@ -341,8 +341,8 @@ def test_a_full_disk_stops_the_crawl_without_blaming_the_repo(cats, hub_server, 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("freehub.registry.atomic_write_text", disk_full)
     registry = Registry.open(tmp_path)
+    monkeypatch.setattr("freehub.registry.atomic_write_text", disk_full)
     with pytest.raises(CrawlAbortedError, match="disk full"):
         collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, progress=False)
     assert registry.skipped() == [] and registry.list(all_versions=True) == []
