@@ -4,9 +4,11 @@ import sys
 
 import pytest
 import typer
+from huggingface_hub import get_session
 
 from freehub.cli import app as cli_app
 from freehub.errors import DataError
+from freehub.limits import Timeouts
 
 
 def test_help_lists_commands(capsys):
@@ -84,3 +86,10 @@ def test_a_foreign_registry_folder_is_a_one_line_error_and_exit_2(tmp_path, caps
     assert stop.value.code == 2
     assert "not a freehub registry" in capsys.readouterr().err
     assert (tmp_path / "models" / "mine").is_dir()
+
+
+def test_the_cli_gives_huggingface_hub_s_own_client_timeouts(capsys):
+    with pytest.raises(SystemExit):
+        cli_app.main(["--help"])
+    timeout = get_session().timeout
+    assert (timeout.connect, timeout.read) == (Timeouts().connect_s, Timeouts().read_s)
