@@ -34,7 +34,7 @@ else:
 
 
 @contextmanager
-def exclusive(path: Path) -> Iterator[None]:
+def exclusive(*, path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the block, waiting for other holders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -45,7 +45,7 @@ def exclusive(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def hold(path: Path, *, create: bool = True) -> int:
+def hold(*, path: Path, create: bool = True) -> int:
     """Take the lock on ``path`` without waiting and return its descriptor.
 
     The lock lasts until the descriptor is closed or the process ends. Raises :class:`BlockingIOError`
@@ -60,7 +60,7 @@ def hold(path: Path, *, create: bool = True) -> int:
     return fd
 
 
-def still_linked(path: Path, fd: int) -> bool:
+def still_linked(*, path: Path, fd: int) -> bool:
     """Whether ``path`` still names the file open as ``fd`` (a sweeper may have removed it meanwhile)."""
     try:
         return os.stat(path).st_ino == os.fstat(fd).st_ino

@@ -254,9 +254,9 @@ class Registry:
         while True:
             name = secrets.token_hex(8)
             lock = self.root / "staging" / f"{name}.lock"
-            fd = locks.hold(lock)
+            fd = locks.hold(path=lock)
             # A sweep may have taken and removed a lock file between its creation and our lock on it.
-            if locks.still_linked(lock, fd):
+            if locks.still_linked(path=lock, fd=fd):
                 break
             os.close(fd)
         folder = self.root / "staging" / name
@@ -519,11 +519,11 @@ def _claim(root: Path) -> None:
 def _sweep_if_unheld(*, lock: Path, folder: Path) -> None:
     """Remove a staging folder and its lock file when no process holds the lock."""
     try:
-        fd = locks.hold(lock, create=False)
+        fd = locks.hold(path=lock, create=False)
     except (BlockingIOError, FileNotFoundError):
         return
     try:
-        if locks.still_linked(lock, fd):
+        if locks.still_linked(path=lock, fd=fd):
             shutil.rmtree(folder, ignore_errors=True)
             lock.unlink(missing_ok=True)
     finally:

@@ -187,24 +187,24 @@ def is_repo_id(text: object) -> bool:
     return isinstance(text, str) and bool(_REPO_ID.fullmatch(text)) and ".." not in text
 
 
-def check_repo_id(repo_id: str) -> None:
+def _check_repo_id(repo_id: str) -> None:
     """Refuse anything but ``ORG/NAME`` (:class:`~freehub.errors.ConfigError`)."""
     if not is_repo_id(repo_id):
         raise ConfigError(f"not a repo id of the form ORG/NAME: {repo_id!r}")
 
 
-def check_pinned(revision: str) -> None:
+def _check_pinned(revision: str) -> None:
     """Refuse a revision that is not a 40-character commit sha (:class:`~freehub.errors.ConfigError`)."""
-    if not is_sha(revision):
+    if not _is_sha(revision):
         raise ConfigError(f"downloads must be pinned to a 40-character commit sha, got {revision!r}")
 
 
-def is_sha(revision: object) -> bool:
+def _is_sha(revision: object) -> bool:
     """Whether ``revision`` is a 40-character lowercase hex commit sha."""
     return isinstance(revision, str) and bool(_SHA.fullmatch(revision))
 
 
-def check_filename(name: str) -> PurePosixPath:
+def _check_filename(name: str) -> PurePosixPath:
     """``name`` as a relative path that cannot leave a download folder; :class:`HubError` otherwise."""
     # Names come from repo listings a hostile Hub controls: refuse anything that could leave local_dir.
     path = PurePosixPath(name)
@@ -220,7 +220,7 @@ def check_filename(name: str) -> PurePosixPath:
     return path
 
 
-def inside(path: Path, root: Path) -> Path:
+def _inside(path: Path, root: Path) -> Path:
     """``path`` resolved, provided it lies under ``root``; :class:`HubError` otherwise."""
     resolved = path.resolve()
     if not resolved.is_relative_to(root.resolve()):

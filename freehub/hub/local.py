@@ -29,12 +29,12 @@ from freehub.hub.base import (
     RepoSummary,
     card_metadata,
     card_tags,
-    check_filename,
-    check_pinned,
-    check_repo_id,
-    inside,
+    _check_filename,
+    _check_pinned,
+    _check_repo_id,
+    _inside,
     is_repo_id,
-    is_sha,
+    _is_sha,
 )
 from freehub.hub.transfer import copy_verified
 from freehub.atomic import atomic_write_text
@@ -149,8 +149,8 @@ class LocalHub(Hub):
         cancel: threading.Event | None = None,
     ) -> dict[str, Path]:
         """See :meth:`Hub.download`. Every byte is checked against the pinned revision's hashes."""
-        check_pinned(revision)
-        names = [(name, check_filename(name)) for name in filenames]
+        _check_pinned(revision)
+        names = [(name, _check_filename(name)) for name in filenames]
         self._require(repo_id)
         current = self._snapshot(repo_id)
         snapshot = current if revision == current.sha else self._recorded(repo_id, revision)
@@ -162,14 +162,14 @@ class LocalHub(Hub):
             if entry is None:
                 raise EntryNotFoundError(f"{what}: file not found")
             source = snapshot.sources.get(name) or self._object(entry["sha256"])
-            target = inside(local_dir / path, local_dir)
+            target = _inside(local_dir / path, local_dir)
             copy_verified(source=source, target=target, entry=_entry(name, entry), what=what, cancel=cancel)
             result[name] = target
         return result
 
     def create_repo(self, *, repo_id: str, private: bool = False, exist_ok: bool = True) -> str:
         """See :meth:`Hub.create_repo`. Returns the repo's folder."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         repo_dir = self._repo_dir(repo_id)
         with self._locked(repo_id):
             self._recover(repo_id)
@@ -210,7 +210,7 @@ class LocalHub(Hub):
 
     def check_write(self, *, repo_id: str) -> None:
         """See :meth:`Hub.check_write`: the repo folder, or the nearest folder that exists above it, is writable."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         place = self._repo_dir(repo_id)
         while not place.exists() and place != place.parent:
             place = place.parent
@@ -223,11 +223,11 @@ class LocalHub(Hub):
         return self.root / repo_id
 
     def _locked(self, repo_id: str) -> Any:
-        check_repo_id(repo_id)
-        return locks.exclusive(self._store / "locks" / f"{repo_id.replace('/', '--')}.lock")
+        _check_repo_id(repo_id)
+        return locks.exclusive(path=self._store / "locks" / f"{repo_id.replace('/', '--')}.lock")
 
     def _require(self, repo_id: str) -> None:
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         self._recover(repo_id)
         if not self._is_repo_dir(repo_id):
             raise RepoNotFoundError(f"repo {repo_id}: not found in {self.location}")
@@ -307,7 +307,7 @@ class LocalHub(Hub):
 
     def _recorded(self, repo_id: str, revision: str) -> _Snapshot:
         manifest = self._store / "repos" / repo_id / "revisions" / f"{revision}.json"
-        if not is_sha(revision) or not manifest.is_file():
+        if not _is_sha(revision) or not manifest.is_file():
             raise EntryNotFoundError(f"repo {repo_id}: revision {revision} not found")
         record = json.loads(manifest.read_text())
         return _Snapshot(sha=record["sha"], files=record["files"])

@@ -34,11 +34,11 @@ from freehub.hub.base import (
     RepoFile,
     RepoInfo,
     RepoSummary,
-    check_filename,
-    check_pinned,
-    check_repo_id,
-    inside,
-    is_sha,
+    _check_filename,
+    _check_pinned,
+    _check_repo_id,
+    _inside,
+    _is_sha,
 )
 from freehub.hub.transfer import HubHttp, RetryPolicy, endpoint_token
 from freehub.limits import Timeouts
@@ -130,7 +130,7 @@ class RemoteHub(Hub):
 
     def repo_info(self, *, repo_id: str, revision: str | None = None) -> RepoInfo:
         """See :meth:`Hub.repo_info`. Every field of the answer is checked before it is used."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         path = f"{self.location}/api/models/{repo_id}"
         if revision is not None:
             path += f"/revision/{quote(revision, safe='')}"
@@ -151,9 +151,9 @@ class RemoteHub(Hub):
         cancel: threading.Event | None = None,
     ) -> dict[str, Path]:
         """See :meth:`Hub.download`. Files land at ``local_dir/<filename>``; setting ``cancel`` abandons it."""
-        check_repo_id(repo_id)
-        check_pinned(revision)
-        names = [(name, check_filename(name)) for name in filenames]
+        _check_repo_id(repo_id)
+        _check_pinned(revision)
+        names = [(name, _check_filename(name)) for name in filenames]
         local_dir = Path(local_dir)
         # The listing at this commit gives each file's size and hash: bytes beyond or beside them are refused.
         listed = {entry.path: entry for entry in self.repo_info(repo_id=repo_id, revision=revision).files}
@@ -163,7 +163,7 @@ class RemoteHub(Hub):
             entry = listed.get(name)
             if entry is None:
                 raise EntryNotFoundError(f"{what}: file not found")
-            target = inside(local_dir / path, local_dir)
+            target = _inside(local_dir / path, local_dir)
             url = f"{self.location}/{repo_id}/resolve/{revision}/{quote(name)}"
             self._http.download(url, target=target, entry=entry, what=what, cancel=cancel)
             result[name] = target
@@ -171,7 +171,7 @@ class RemoteHub(Hub):
 
     def create_repo(self, *, repo_id: str, private: bool = False, exist_ok: bool = True) -> str:
         """See :meth:`Hub.create_repo`."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         with self._translated(what=f"create {repo_id}"):
             # Not retried on 5xx: the repo may have been created before the error, and a retry would then
             # answer "already exists".
@@ -182,7 +182,7 @@ class RemoteHub(Hub):
 
     def upload_folder(self, *, repo_id: str, folder: Path, commit_message: str, replace: bool = False) -> str:
         """See :meth:`Hub.upload_folder`. The Hub keeps ``.gitattributes`` even with ``replace``."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         if not Path(folder).is_dir():
             raise ConfigError(f"not a folder: {folder}")
         with self._translated(what=f"upload to {repo_id}"):
@@ -197,7 +197,7 @@ class RemoteHub(Hub):
 
     def check_write(self, *, repo_id: str) -> None:
         """See :meth:`Hub.check_write`: a token for this endpoint must exist, and the Hub must not call it read-only."""
-        check_repo_id(repo_id)
+        _check_repo_id(repo_id)
         token = self._token
         if not token:
             raise HubPermissionError(f"no token for {self.location}: set HF_TOKEN or log in with `hf auth login`")
@@ -257,7 +257,7 @@ def _summary_from_api(item: Any) -> RepoSummary | None:
     sha = item.get("sha")
     return RepoSummary(
         repo_id=repo_id,
-        sha=sha if is_sha(sha) else None,
+        sha=sha if _is_sha(sha) else None,
         tags=_str_tuple(item.get("tags")),
         library=_optional_str(item.get("library_name")),
         pipeline_tag=_optional_str(item.get("pipeline_tag")),
@@ -271,7 +271,7 @@ def _info_from_api(data: Any, *, repo_id: str) -> RepoInfo:
     if not isinstance(data, dict):
         raise TypeError("not an object")
     sha = data.get("sha")
-    if not is_sha(sha):
+    if not _is_sha(sha):
         raise ValueError("no 40-character commit sha")
     siblings = data.get("siblings") or []
     if not isinstance(siblings, list):

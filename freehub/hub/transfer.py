@@ -75,7 +75,7 @@ def endpoint_token(*, endpoint: str, token: str | None) -> str | None:
     if token is not None:
         return token
     home = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
-    if origin(endpoint) != origin(home):
+    if _origin(endpoint) != _origin(home):
         return None
     parts = urlsplit(endpoint)
     if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
@@ -83,7 +83,7 @@ def endpoint_token(*, endpoint: str, token: str | None) -> str | None:
     return get_token()
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
+def _origin(url: str) -> tuple[str, str, int | None]:
     """``(scheme, host, port)`` of a URL, default ports made explicit: what "the same endpoint" means."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -187,7 +187,7 @@ class HubHttp:
 
     def __init__(self, *, endpoint: str, token: str | None, timeouts: Timeouts, retry: RetryPolicy) -> None:
         self.endpoint = endpoint
-        self._origin = origin(endpoint)
+        self._origin = _origin(endpoint)
         self._token = token
         self._timeouts = timeouts
         self._retry = retry
@@ -204,7 +204,7 @@ class HubHttp:
 
     def same_origin(self, url: str) -> bool:
         """Whether ``url`` is on this endpoint (scheme, host and port)."""
-        return origin(url) == self._origin
+        return _origin(url) == self._origin
 
     def get_json(
         self,
