@@ -17,11 +17,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
@@ -43,6 +43,7 @@ from freehub.limits import Timeouts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _MAX_REDIRECTS = 5
+_R = TypeVar("_R")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -263,7 +264,7 @@ class HubHttp:
             raise HubLimitError(f"{what}: {self.endpoint} took longer than {budget:g} s")
 
     def _request(self, url: str, *, params: Sequence[tuple[str, str]] | None, what: str, missing: str,
-                 budget: float, consume: Any) -> Any:
+                 budget: float, consume: Callable[[httpx2.Response, float], _R]) -> _R:
         attempt = 0
         while True:
             retry_after: str | None = None
@@ -280,6 +281,8 @@ class HubHttp:
                     raise HubConnectionError(f"{what}: {self.endpoint} did not answer in time ({type(error).__name__})") from error
             except httpx2.TransportError as error:
                 raise HubConnectionError(f"{what}: cannot reach {self.endpoint} ({type(error).__name__})") from error
+            except (httpx2.DecodingError, httpx2.InvalidURL) as error:
+                raise HubError(f"{what}: {self.endpoint} sent an unusable answer ({type(error).__name__})") from error
             time.sleep(self._retry.wait_s(attempt=attempt, retry_after=retry_after))
             attempt += 1
 
