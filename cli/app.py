@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
 import typer
 
@@ -33,6 +34,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log every HTTP request and the libraries' own messages.")
+    ] = False,
+) -> None:
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(zoo_app, name="zoo")
 app.command("collect")(collect_command)
@@ -45,7 +58,11 @@ app.command("demo")(demo_command)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the app, report a FreehubError as one line."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Progress and results, not transport logs: huggingface_hub and httpx2 log every request at INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("freehub").setLevel(logging.INFO)
+    _bound_hub_client()
     try:
         app(args=argv, prog_name="freehub")
     except FreehubError as error:
@@ -54,3 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted: completed work is kept; rerun (with --resume where offered) to continue", err=True)
         sys.exit(130)
+
+
+def _bound_hub_client() -> None:
+    # Hub writes (create, commit, whoami) go through huggingface_hub's shared client, which has no
+    # timeout at all: a silent server would hang `zoo build` or `push` forever. Give it freehub's.
+    import httpx2
+    from huggingface_hub import get_session
+
+    from freehub.limits import Timeouts
+
+    defaults = Timeouts()
+    get_session().timeout = httpx2.Timeout(defaults.read_s, connect=defaults.connect_s)

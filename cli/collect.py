@@ -35,7 +35,18 @@ def collect_command(
     ] = False,
     max_file_mb: Annotated[
         Optional[float],
-        typer.Option("--max-file-mb", min=0, help="Refuse repos with a file larger than this many MiB (default: 512)."),
+        typer.Option("--max-file-mb", min=0, help="Refuse repos with a weight file over this many MiB (default: 512)."),
+    ] = None,
+    max_repo_mb: Annotated[
+        Optional[float],
+        typer.Option("--max-repo-mb", min=0, help="Refuse repos whose files add up to more MiB (default: 2048)."),
+    ] = None,
+    max_files: Annotated[
+        Optional[int], typer.Option("--max-files", min=1, help="Refuse repos listing more files (default: 200).")
+    ] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option("--timeout", min=0, help="Seconds a remote Hub may stay silent before a request fails (default: 30)."),
     ] = None,
     retry_skipped: Annotated[
         bool,
@@ -46,9 +57,10 @@ def collect_command(
     """Collect image classifiers from a Hub into the local registry.
 
     Every hit is pinned to its commit, checked from its file listing before anything is
-    downloaded, verified by sha256, built once to prove it loads, and registered; anything else
-    is recorded as skipped with a reason (see `freehub registry list --all`). Running it again
-    only fetches new repos and new commits.
+    downloaded, verified against the listed sha256 or git blob id, built once to prove it loads,
+    and registered; anything else is recorded as skipped with a reason (see `freehub registry
+    list --all`). Sizes and waits are bounded (README: Safety). Running it again only fetches new
+    repos and new commits.
 
     Examples:
 
@@ -59,14 +71,24 @@ def collect_command(
       freehub collect --hub ./my-local-hub --registry ./registry --json
     """
     # Imported here so that `freehub --help` does not pay for torch, timm and transformers.
-    from freehub.collect import DEFAULT_MAX_FILE_BYTES, collect
+    from dataclasses import replace
+
+    from freehub.collect import collect
     from freehub.hub import open_hub
+    from freehub.limits import Limits, Timeouts
     from freehub.registry import Registry
 
-    max_file_bytes = DEFAULT_MAX_FILE_BYTES if max_file_mb is None else int(max_file_mb * 2**20)
+    limits = Limits()
+    for name, value in (("max_file_bytes", max_file_mb), ("max_repo_bytes", max_repo_mb)):
+        if value is not None:
+            limits = replace(limits, **{name: max(1, int(value * 2**20))})
+    if max_files is not None:
+        limits = replace(limits, max_files=max_files)
+    timeouts = Timeouts() if timeout is None else Timeouts(read_s=max(timeout, 0.001))
+    source = open_hub(hub, timeouts=timeouts, limits=limits)
     with Registry.open(registry) as opened:
         report = collect(
-            hub=open_hub(hub),
+            hub=source,
             registry=opened,
             tags=tuple(tag),
             library=library,
@@ -75,7 +97,7 @@ def collect_command(
             limit=limit,
             workers=workers,
             allow_pickle=allow_pickle,
-            max_file_bytes=max_file_bytes,
+            limits=limits,
             retry_skipped=retry_skipped,
             progress=not json_output,
         )

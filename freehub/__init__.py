@@ -21,6 +21,8 @@ _EXPORTS = {
     "open_hub": "freehub.hub",
     "Registry": "freehub.registry",
     "collect": "freehub.collect",
+    "Limits": "freehub.limits",
+    "Timeouts": "freehub.limits",
     "load_glyphs": "freehub.data",
     "EpisodeSampler": "freehub.data",
     "TaskModel": "freehub.task_model",

@@ -1,40 +1,55 @@
 """Crawl a Hub for image classifiers, verify them and register them: the first arrow of freehub.
 
 For every search hit, :func:`collect` resolves the commit, decides from the file listing alone
-whether the repo is acceptable (file names, count, sizes, weight format), downloads exactly the
-chosen files pinned to that commit, checks their sizes and sha256 against the Hub's listing, reads
-the model card, builds the model through :func:`freehub.adapters.load_task_model` and registers
-it. A repo that fails any step is recorded as skipped with a reason key and the crawl goes on.
+whether the repo is acceptable (file names, count, sizes within :class:`~freehub.limits.Limits`,
+weight format), downloads exactly the chosen files pinned to that commit, checks their sizes and
+hashes against the Hub's listing (sha256 for LFS files, the git blob id for the rest), reads the
+model card, builds the model through :func:`freehub.adapters.load_task_model` and registers it.
+Whatever goes wrong with one repo is recorded as skipped with a reason key and the crawl goes on;
+what is not the repo's fault (disk full, out of memory, Ctrl-C, a Hub that stopped answering)
+stops the crawl, leaving everything finished so far registered and nothing half-written.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import itertools
 import shutil
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
 from tqdm.auto import tqdm
 
-from freehub.adapters import DEFAULT_MAX_FILE_BYTES, load_task_model
+from freehub.adapters import load_task_model
 from freehub.errors import (
     CheckpointError,
+    ConfigError,
+    CrawlAbortedError,
     EntryNotFoundError,
     FreehubError,
     HubConnectionError,
     HubError,
+    HubLimitError,
     HubPermissionError,
+    IntegrityError,
     RepoNotFoundError,
 )
-from freehub.hub import Hub, RepoFile, RepoInfo, RepoSummary
+from freehub.hub import Hub, RepoFile, RepoInfo, RepoSummary, read_front_matter
+from freehub.hub.transfer import file_matches
+from freehub.limits import Limits
 from freehub.registry import ModelRecord, Registry, SkipRecord
 from freehub.task_model import ModelSpec
 
-DEFAULT_MAX_FILES = 200
+# A Hub that fails this many repos in a row for want of an answer is gone: stop rather than time out
+# once per remaining search hit.
+MAX_UNREACHABLE_IN_A_ROW = 3
+_POLL_S = 0.2
+_T = TypeVar("_T")
 _METADATA_FILES = ("config.json", "preprocessor_config.json", "README.md")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 # Reasons that follow from a revision's bytes alone: the same commit would fail the same way, so a
@@ -106,9 +121,9 @@ class _Skip(Exception):
 @dataclass(frozen=True)
 class _Options:
     allow_pickle: bool
-    max_file_bytes: int
-    max_files: int
+    limits: Limits
     retry_skipped: bool
+    cancel: threading.Event
 
 
 def collect(
@@ -122,8 +137,7 @@ def collect(
     limit: int | None = None,
     workers: int = 4,
     allow_pickle: bool = False,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    max_files: int = DEFAULT_MAX_FILES,
+    limits: Limits | None = None,
     retry_skipped: bool = False,
     progress: bool = True,
 ) -> CollectReport:
@@ -131,42 +145,78 @@ def collect(
 
     Repos already registered at their current commit are left alone; a repo with a new commit
     gets a new registry version. Pickle weights are refused unless ``allow_pickle`` (and then
-    loaded with ``torch.load(weights_only=True)``). Revisions skipped earlier for a reason of
-    their own bytes are not downloaded again unless ``retry_skipped``. ``workers`` repos are
-    processed in parallel. Returns what was collected, already present and skipped.
+    loaded with ``torch.load(weights_only=True)``). ``limits`` bounds the size of each repo (default
+    :class:`~freehub.limits.Limits`). Revisions skipped earlier for a reason of their own bytes are not
+    downloaded again unless ``retry_skipped``. ``workers`` repos are processed in parallel.
+
+    Returns what was collected, already present and skipped. Raises
+    :class:`~freehub.errors.CrawlAbortedError` when the disk is full, memory runs out or the Hub stops
+    answering, and re-raises ``KeyboardInterrupt`` after cancelling the repos not started yet; the
+    registry holds everything finished before.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     options = _Options(
-        allow_pickle=allow_pickle, max_file_bytes=max_file_bytes, max_files=max_files, retry_skipped=retry_skipped
+        allow_pickle=allow_pickle, limits=limits or Limits(), retry_skipped=retry_skipped, cancel=threading.Event()
     )
     report = CollectReport()
-    candidates = hub.search(tags=tags, library=library, author=author, search=search, limit=limit)
-    with (
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool,
-        tqdm(total=limit, unit="repo", desc="collect", disable=not progress) as bar,
-    ):
-        futures = [pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options) for hit in candidates]
-        bar.total = len(futures)
-        bar.refresh()
-        for future in as_completed(futures):
-            outcome, record = future.result()
-            getattr(report, outcome).append(record)
-            bar.update(1)
-            bar.set_postfix(new=len(report.collected), present=len(report.already_present), skipped=len(report.skipped))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect")
+    try:
+        candidates = iter(hub.search(tags=tags, library=library, author=author, search=search, limit=limit))
+        # A location that is not a Hub fails on the first page, before any progress is shown.
+        first = next(candidates, None)
+        with tqdm(total=limit, unit="repo", desc="collect", disable=not progress) as bar:
+            hits = itertools.chain([first], candidates) if first is not None else ()
+            futures = [pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options)
+                       for hit in hits]
+            bar.total = len(futures)
+            bar.refresh()
+            unreachable = 0
+            for future in _as_completed(futures):
+                outcome, record = future.result()
+                getattr(report, outcome).append(record)
+                unreachable = unreachable + 1 if outcome == "skipped" and record.reason == "unreachable" else 0
+                if unreachable >= MAX_UNREACHABLE_IN_A_ROW:
+                    raise CrawlAbortedError(f"{hub.location} stopped answering: {record.message}")
+                bar.update(1)
+                bar.set_postfix(new=len(report.collected), present=len(report.already_present),
+                                skipped=len(report.skipped))
+    except BaseException:
+        # Repos not started are dropped and those in flight stop at their next step; each cleans up its
+        # own staging folder, so the registry is left as it was plus whatever finished.
+        options.cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     report.collected.sort(key=lambda record: record.repo_id)
     report.already_present.sort(key=lambda record: record.repo_id)
     report.skipped.sort(key=lambda skip: skip.repo_id)
     return report
 
 
+def _as_completed(futures: Sequence[Future[_T]]) -> Iterator[Future[_T]]:
+    """Futures as they finish, waking at least every :data:`_POLL_S` so that Ctrl-C is seen at once.
+
+    A thread blocked in a plain wait does not notice a signal that the OS delivered to another thread.
+    """
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        yield from done
+
+
 def _collect_one(
     *, hub: Hub, registry: Registry, summary: RepoSummary, options: _Options
 ) -> tuple[str, ModelRecord | SkipRecord]:
-    """Process one search hit; returns the report list it belongs to and its record."""
+    """Process one search hit; returns the report list it belongs to and its record.
+
+    Every failure of this one repo becomes a recorded skip; only what would fail every other repo too
+    (see :func:`_fatal`) escapes, as :class:`CrawlAbortedError`.
+    """
     repo_id = summary.repo_id
     sha = summary.sha or ""
     try:
+        _check_cancel(options)
         # A search hit that already names a known commit costs no further request.
         known = _known(registry=registry, repo_id=repo_id, sha=sha, options=options) if sha else None
         if known is not None:
@@ -178,7 +228,49 @@ def _collect_one(
             return known
         return "collected", _fetch_and_register(hub=hub, registry=registry, info=info, options=options)
     except _Skip as skip:
-        return "skipped", registry.record_skip(repo_id=repo_id, sha=sha, reason=skip.reason, message=skip.message)
+        reason, message = skip.reason, skip.message
+    except CrawlAbortedError:
+        raise
+    except BaseException as error:
+        fatal = _fatal(error)
+        if fatal is not None:
+            raise fatal from error
+        if not isinstance(error, Exception):
+            raise
+        reason, message = _reason(error), _one_line(error)
+    return "skipped", registry.record_skip(repo_id=repo_id, sha=sha, reason=reason, message=message)
+
+
+def _check_cancel(options: _Options) -> None:
+    if options.cancel.is_set():
+        raise CrawlAbortedError("cancelled")
+
+
+def _fatal(error: BaseException) -> CrawlAbortedError | None:
+    """The crawl-ending error for a failure that is not the repo's fault, else ``None``."""
+    if isinstance(error, MemoryError):
+        return CrawlAbortedError("out of memory; lower --workers or the size limits and rerun")
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CrawlAbortedError(f"disk full ({error.strerror}); free some space and rerun")
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        return CrawlAbortedError(f"registry index: {error}; free some space and rerun")
+    return None
+
+
+def _reason(error: Exception) -> str:
+    """The skip reason of an error raised while processing one repo."""
+    if isinstance(error, CheckpointError):
+        return error.reason
+    if isinstance(error, ConfigError):
+        return "invalid_repo"
+    if isinstance(error, HubError):
+        return _hub_reason(error)
+    return "error"
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if isinstance(error, FreehubError) else f"{type(error).__name__}: {text}"
 
 
 def _known(
@@ -212,6 +304,10 @@ def _hub_reason(error: HubError, *, info: RepoInfo | None = None) -> str:
         return "missing_file"
     if isinstance(error, HubConnectionError):
         return "unreachable"
+    if isinstance(error, IntegrityError):
+        return "checksum_mismatch"
+    if isinstance(error, HubLimitError):
+        return "too_large"
     return "hub_error"
 
 
@@ -221,28 +317,32 @@ def _fetch_and_register(*, hub: Hub, registry: Registry, info: RepoInfo, options
         download_dir = work / "download"
         model_dir = work / "model"
         model_dir.mkdir()
+        _check_cancel(options)
         try:
-            local = hub.download(repo_id=info.repo_id, revision=info.sha, filenames=[f.path for f in chosen], local_dir=download_dir)
+            local = hub.download(repo_id=info.repo_id, revision=info.sha, filenames=[f.path for f in chosen],
+                                 local_dir=download_dir, cancel=options.cancel)
         except HubError as error:
             raise _Skip(_hub_reason(error, info=info), str(error)) from error
         # Only the verified files move on: whatever else the download left (caches, locks) stays behind.
         digests = {}
         for entry in chosen:
-            digests[entry.path] = _verify(entry=entry, local=local, root=download_dir, options=options)
+            digests[entry.path] = _verify(entry=entry, local=local, root=download_dir)
             target = model_dir / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(local[entry.path], target)
         card = _read_card(model_dir / "README.md")
+        _check_cancel(options)
         spec = _normalise(folder=model_dir, options=options, pickled=pickled)
         license_name = card.get("license")
-        tags = sorted({*info.tags, *(str(tag) for tag in _as_list(card.get("tags")))})
+        tags = sorted({*info.tags, *_as_list(card.get("tags"))})
+        _check_cancel(options)
         return registry.register(
             staged=model_dir,
             repo_id=info.repo_id,
             sha=info.sha,
             spec=spec,
             files=digests,
-            license=str(license_name) if license_name is not None else None,
+            license=license_name,
             tags=tags,
             pickled=pickled,
         )
@@ -250,11 +350,12 @@ def _fetch_and_register(*, hub: Hub, registry: Registry, info: RepoInfo, options
 
 def _choose_files(*, files: Sequence[RepoFile], options: _Options) -> tuple[list[RepoFile], bool]:
     """Pick the files to download from the listing alone; returns them and whether weights are pickles."""
+    limits = options.limits
     for entry in files:
         if not _safe_name(entry.path):
             raise _Skip("unsafe_path", f"refusing file name {entry.path!r}")
-    if len(files) > options.max_files:
-        raise _Skip("too_many_files", f"{len(files)} files listed, the limit is {options.max_files}")
+    if len(files) > limits.max_files:
+        raise _Skip("too_many_files", f"{len(files)} files listed, the limit is {limits.max_files}")
     top_level = [entry for entry in files if "/" not in entry.path]
     names = {entry.path for entry in top_level}
     pickled = False
@@ -272,9 +373,22 @@ def _choose_files(*, files: Sequence[RepoFile], options: _Options) -> tuple[list
         pickled = True
     chosen = weights + [entry for entry in top_level if entry.path in _METADATA_FILES]
     for entry in chosen:
-        if entry.size > options.max_file_bytes:
-            raise _Skip("too_large", f"{entry.path} is {entry.size} bytes, the limit is {options.max_file_bytes}")
+        bound = _size_limit(entry.path, limits)
+        if entry.size > bound:
+            raise _Skip("too_large", f"{entry.path} is {entry.size} bytes, the limit is {bound}")
+    total = sum(entry.size for entry in chosen)
+    if total > limits.max_repo_bytes:
+        raise _Skip("too_large", f"the files to download are {total} bytes, the limit is {limits.max_repo_bytes}")
     return chosen, pickled
+
+
+def _size_limit(path: str, limits: Limits) -> int:
+    # Cards and JSON files are parsed in memory, so they get bounds far below the weights'.
+    if path == "README.md":
+        return limits.max_card_bytes
+    if path.endswith(".json"):
+        return limits.max_json_bytes
+    return limits.max_file_bytes
 
 
 def _safe_name(name: str) -> bool:
@@ -289,56 +403,29 @@ def _safe_name(name: str) -> bool:
     )
 
 
-def _verify(*, entry: RepoFile, local: dict[str, Path], root: Path, options: _Options) -> str:
-    """Check one downloaded file against the listing; returns its sha256."""
+def _verify(*, entry: RepoFile, local: dict[str, Path], root: Path) -> str:
+    """Check one downloaded file against the listing this crawl decided on; returns its sha256."""
     path = local.get(entry.path)
     if path is None or not path.is_file():
         raise _Skip("missing_file", f"{entry.path} was not downloaded")
     if not path.resolve().is_relative_to(root.resolve()):
         raise _Skip("unsafe_path", f"{entry.path} landed outside the download folder")
-    size = path.stat().st_size
-    if size > options.max_file_bytes:
-        raise _Skip("too_large", f"{entry.path} is {size} bytes, the limit is {options.max_file_bytes}")
-    if size != entry.size:
-        raise _Skip("checksum_mismatch", f"{entry.path} is {size} bytes, the Hub lists {entry.size}")
-    digest = _sha256(path)
-    if entry.sha256 is not None and digest != entry.sha256:
-        raise _Skip("checksum_mismatch", f"{entry.path} has sha256 {digest}, the Hub lists {entry.sha256}")
-    return digest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    try:
+        return file_matches(path=path, entry=entry)
+    except IntegrityError as error:
+        raise _Skip("checksum_mismatch", str(error)) from error
 
 
 def _read_card(path: Path) -> dict[str, Any]:
-    """The YAML front matter of a model card (empty without a card or front matter)."""
+    """The checked YAML front matter of a model card (empty without a card or front matter)."""
     if not path.is_file():
         return {}
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_front_matter(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise _Skip("bad_card", f"README.md is not UTF-8: {error}") from error
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != "---":
-        return {}
-    try:
-        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
-    except StopIteration as error:
-        raise _Skip("bad_card", "README.md front matter is not closed by '---'") from error
-    try:
-        data = yaml.safe_load("\n".join(lines[1:end]))
-    except yaml.YAMLError as error:
-        raise _Skip("bad_card", f"README.md front matter is not valid YAML: {error}") from error
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise _Skip("bad_card", f"README.md front matter is a {type(data).__name__}, not a mapping")
-    return data
+    except CheckpointError as error:
+        raise _Skip(error.reason, str(error)) from error
 
 
 def _as_list(value: object) -> Iterable[object]:
@@ -349,11 +436,14 @@ def _as_list(value: object) -> Iterable[object]:
 
 def _normalise(*, folder: Path, options: _Options, pickled: bool) -> ModelSpec:
     try:
-        model = load_task_model(folder=folder, allow_pickle=pickled, max_file_bytes=options.max_file_bytes)
+        model = load_task_model(folder=folder, allow_pickle=pickled, max_file_bytes=options.limits.max_file_bytes)
     except CheckpointError as error:
         raise _Skip(error.reason, str(error)) from error
     except FreehubError as error:
         raise _Skip("load_failed", str(error)) from error
     except Exception as error:  # noqa: BLE001 - a hostile checkpoint must not stop the crawl
+        if _fatal(error) is not None:
+            # Not the checkpoint's fault: recording "load_failed" would refuse a good repo for good.
+            raise
         raise _Skip("load_failed", f"{type(error).__name__}: {error}") from error
     return model.spec

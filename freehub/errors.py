@@ -43,6 +43,14 @@ class HubPermissionError(HubError):
     """The Hub refused the request: gated, private, or no write permission."""
 
 
+class HubLimitError(HubError):
+    """A Hub answer or file went past a bound of :mod:`freehub.limits` (size, count or time)."""
+
+
+class IntegrityError(HubError):
+    """Downloaded bytes differ from what the Hub's listing announced (size, sha256 or git blob id)."""
+
+
 class CheckpointError(FreehubError):
     """A checkpoint that cannot be used: corrupt, inconsistent, unsupported or unsafe.
 
@@ -63,6 +71,13 @@ class UnsafeCheckpointError(CheckpointError):
 
 class RegistryError(FreehubError):
     """The local model registry is missing, locked or inconsistent."""
+
+
+class CrawlAbortedError(FreehubError):
+    """A crawl stopped for a cause that is not the repo's fault (disk full, out of memory, Hub gone).
+
+    Work finished before the stop stays registered; nothing is recorded against the repos in flight.
+    """
 
 
 class TrainingError(FreehubError):

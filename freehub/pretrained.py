@@ -32,7 +32,7 @@ from torch.func import functional_call
 
 from freehub.adapters.timm import save_timm_checkpoint
 from freehub.atomic import atomic_write_text, atomic_write_with
-from freehub.errors import CheckpointError, ConfigError
+from freehub.errors import CheckpointError, ConfigError, IntegrityError
 from freehub.free.episodic import adapt_parameters, prototype_logits
 from freehub.free.fewshot import METHODS
 from freehub.free.learners import BN_MODE, LearnerSpec, MetaLearner, build_learner, load_learner
@@ -361,7 +361,10 @@ class FewShotLearner:
             if listed[name].size > limits[name]:
                 raise CheckpointError(f"{repo_id}/{name} is {listed[name].size} bytes, the limit is {limits[name]}", reason="too_large")
         with tempfile.TemporaryDirectory(prefix="freehub-learner-") as scratch:
-            local = hub.download(repo_id=repo_id, revision=info.sha, filenames=wanted, local_dir=Path(scratch))
+            try:
+                local = hub.download(repo_id=repo_id, revision=info.sha, filenames=wanted, local_dir=Path(scratch))
+            except IntegrityError as error:
+                raise CheckpointError(str(error), reason="checksum_mismatch") from error
             for name in wanted:
                 _verify(path=local[name], size=listed[name].size, sha256=listed[name].sha256, what=f"{repo_id}/{name}")
             learner, section = load_exported(folder=Path(scratch))

@@ -2,20 +2,24 @@
 
 Layout of a registry folder::
 
+    .freehub-registry     marks the folder as a registry: freehub deletes only inside folders it marked
     index.sqlite          one row per registered model version, one per skipped repo revision
     models/<id>/          the verified native files of that version, plus spec.json
-    staging/<pid>-<hex>/  work folders of collect runs in progress
+    staging/<hex>/        work folders of collect runs in progress, each alive while the process
+    staging/<hex>.lock    that made it holds the lock on its lock file (see :mod:`freehub.locks`)
 
 A model folder is fully written under ``staging/`` and renamed into ``models/`` inside the same
 write transaction that inserts its row, so a crash at any moment leaves either no trace (a staging
 folder or an unreferenced model folder, removed by the sweep on the next :meth:`Registry.open`) or a
-complete, indexed model.
+complete, indexed model. Staging folders are judged alive by their locks, not by process ids, which
+mean nothing across containers sharing a volume.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -27,15 +31,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from freehub import locks
 from freehub.adapters import load_task_model
 from freehub.atomic import atomic_write_text
-from freehub.errors import RegistryError
+from freehub.errors import ConfigError, RegistryError
 from freehub.paths import freehub_home
 from freehub.task_model import ModelSpec, TaskModel, canonical_label_key
 
 SCHEMA_VERSION = 1
 SPEC_FILENAME = "spec.json"
 _INDEX_FILENAME = "index.sqlite"
+_MARKER_FILENAME = ".freehub-registry"
+_MODEL_ID = re.compile(r"^[A-Za-z0-9._-]+--[A-Za-z0-9._-]+--[0-9a-f]{12}$")
 _BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -160,10 +167,13 @@ class Registry:
     def open(cls, path: str | os.PathLike[str] | None = None) -> Registry:
         """Open (creating if needed) the registry at ``path``, default :func:`default_registry_path`.
 
-        Opening sweeps away what a crashed writer left behind: staging folders of dead processes
-        and model folders that no row references.
+        Opening sweeps away what a crashed writer left behind: staging folders no live process holds
+        and model folders that no row references. A folder that is not a registry but already has
+        ``models/`` or ``staging/`` content is refused (:class:`~freehub.errors.ConfigError`): the
+        sweep would delete it.
         """
         root = Path(path) if path is not None else default_registry_path()
+        _claim(root)
         (root / "models").mkdir(parents=True, exist_ok=True)
         (root / "staging").mkdir(parents=True, exist_ok=True)
         try:
@@ -219,26 +229,44 @@ class Registry:
 
     def _sweep(self) -> None:
         # Under the write lock no other process is between renaming a model folder into place and
-        # committing its row, so an unreferenced folder here is debris from a crash.
+        # committing its row, so an unreferenced folder here is debris from a crash. Only names this
+        # registry gives its model folders are touched.
         with self._write() as conn:
             known = {row[0] for row in conn.execute("SELECT id FROM models")}
             for folder in (self.root / "models").iterdir():
-                if folder.name not in known:
+                if folder.name not in known and _MODEL_ID.match(folder.name) and not folder.is_symlink():
                     shutil.rmtree(folder, ignore_errors=True)
-        for folder in (self.root / "staging").iterdir():
-            owner = folder.name.split("-", 1)[0]
-            if not owner.isdigit() or not _pid_alive(int(owner)):
-                shutil.rmtree(folder, ignore_errors=True)
+        staging = self.root / "staging"
+        for entry in staging.iterdir():
+            if entry.name.endswith(".lock"):
+                _sweep_if_unheld(lock=entry, folder=staging / entry.name[: -len(".lock")])
+            elif entry.is_dir() and not entry.is_symlink() and not (staging / f"{entry.name}.lock").exists():
+                # A work folder is made only once its lock is held: one without a lock file is debris.
+                shutil.rmtree(entry, ignore_errors=True)
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        """A fresh work folder on the registry's file system, removed on exit unless registered."""
-        folder = self.root / "staging" / f"{os.getpid()}-{secrets.token_hex(8)}"
-        folder.mkdir(parents=True)
+        """A fresh work folder on the registry's file system, removed on exit unless registered.
+
+        The folder lives as long as this process holds the lock on ``<folder>.lock``: a sweep by any
+        other process, in any container sharing the volume, leaves it alone.
+        """
+        while True:
+            name = secrets.token_hex(8)
+            lock = self.root / "staging" / f"{name}.lock"
+            fd = locks.hold(path=lock)
+            # A sweep may have taken and removed a lock file between its creation and our lock on it.
+            if locks.still_linked(path=lock, fd=fd):
+                break
+            os.close(fd)
+        folder = self.root / "staging" / name
         try:
+            folder.mkdir()
             yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            os.close(fd)
 
     def register(
         self,
@@ -469,16 +497,34 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _pid_alive(pid: int) -> bool:
-    # Windows' os.kill(pid, 0) would terminate the process: there, a foreign staging folder is kept.
-    if pid == os.getpid() or os.name == "nt":
-        return True
+def _claim(root: Path) -> None:
+    """Mark ``root`` as a registry, refusing a folder whose ``models/`` or ``staging/`` someone else filled."""
+    marker = root / _MARKER_FILENAME
+    if marker.is_file():
+        return
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"registry {root}: not a folder")
+    # A registry made before the marker existed is recognised by its index.
+    if not (root / _INDEX_FILENAME).is_file():
+        foreign = [name for name in ("models", "staging") if (root / name).is_dir() and any((root / name).iterdir())]
+        if foreign:
+            raise ConfigError(
+                f"registry {root}: not a freehub registry, and its {' and '.join(foreign)} folder is not empty; "
+                "choose an empty or new folder"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"freehub_registry_schema": SCHEMA_VERSION}) + "\n")
+
+
+def _sweep_if_unheld(*, lock: Path, folder: Path) -> None:
+    """Remove a staging folder and its lock file when no process holds the lock."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+        fd = locks.hold(path=lock, create=False)
+    except (BlockingIOError, FileNotFoundError):
+        return
+    try:
+        if locks.still_linked(path=lock, fd=fd):
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,80 @@ def test_config_of_no_known_library(timm_folder: Path) -> None:
     (timm_folder / "config.json").write_text(json.dumps({"layers": 3}))
 
     assert _refusal(timm_folder).reason == "unknown_library"
+
+
+def _edit_model_args(folder: Path, **changes: object) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"].update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_timm_model_args_outside_the_allowlist_are_refused(timm_folder: Path) -> None:
+    _edit_model_args(timm_folder, act_layer="gelu")
+
+    assert _refusal(timm_folder).reason == "bad_config"
+
+
+def test_timm_depth_past_the_bound_is_refused_before_building(timm_folder: Path) -> None:
+    _edit_model_args(timm_folder, layers=[100_000, 1, 1, 1])
+
+    error = _refusal(timm_folder)
+
+    assert error.reason == "bad_config" and "layers" in str(error)
+
+
+def test_a_class_count_that_would_size_memory_is_refused(timm_folder: Path) -> None:
+    _edit_json(timm_folder / "config.json", num_classes=3_000_000_000, label_names=None)
+
+    assert _refusal(timm_folder).reason == "bad_config"
+
+
+def test_an_enormous_input_size_is_refused(timm_folder: Path) -> None:
+    config = json.loads((timm_folder / "config.json").read_text())
+    config["pretrained_cfg"]["input_size"] = [1, 100_000, 100_000]
+    (timm_folder / "config.json").write_text(json.dumps(config))
+
+    assert _refusal(timm_folder).reason == "bad_config"
+
+
+def test_a_timm_config_larger_than_its_weights_is_refused_before_building(timm_folder: Path) -> None:
+    # Built for real, a last stage 8,192 channels wide would need gigabytes; its shapes alone refuse it.
+    _edit_model_args(timm_folder, channels=[16, 32, 64, 8192])
+    start = time.monotonic()
+
+    assert _refusal(timm_folder).reason == "shape_mismatch"
+    assert time.monotonic() - start < 5
+
+
+def test_a_transformers_config_larger_than_its_weights_is_refused_before_building(hf_folder: Path) -> None:
+    config = json.loads((hf_folder / "config.json").read_text())
+    _edit_json(hf_folder / "config.json", hidden_sizes=[*config["hidden_sizes"][:-1], 20_000])
+    start = time.monotonic()
+
+    assert _refusal(hf_folder).reason == "shape_mismatch"
+    assert time.monotonic() - start < 5
+
+
+def test_transformers_block_counts_past_the_bound_are_refused(hf_folder: Path) -> None:
+    _edit_json(hf_folder / "config.json", depths=[100_000, 1, 1, 1])
+
+    assert _refusal(hf_folder).reason == "bad_config"
+
+
+def test_sharded_safetensors_load_shard_by_shard(timm_folder: Path) -> None:
+    expected = load_task_model(folder=timm_folder)
+    tensors = load_file(timm_folder / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for shard, keys in shards.items():
+        save_file({key: tensors[key] for key in keys}, timm_folder / shard)
+    weight_map = {key: shard for shard, keys in shards.items() for key in keys}
+    (timm_folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (timm_folder / "model.safetensors").unlink()
+
+    loaded = load_task_model(folder=timm_folder)
+
+    images = torch.rand(2, *expected.spec.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(images), expected(images))

@@ -198,6 +198,8 @@ def test_a_busy_server_is_waited_for(zoo, hub_server, hub_org, tmp_path) -> None
     hub_server.fail_next(path_prefix=f"/api/models/{hub_org}/cats", count=2, status=429, retry_after=0)
     report = _run(open_hub(hub_server.url), Registry.open(tmp_path), author=hub_org)
     assert [r.repo_id for r in report.collected] == [f"{hub_org}/cats"]
+    # Two refused listings, then the listing that was served and the one the pinned download checks against.
+    assert len(hub_server.requests_to(f"/api/models/{hub_org}/cats")) == 2 + 2
 
 
 def test_report_summary_counts_by_reason(zoo, tmp_path) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from freehub.errors import RegistryError
+from freehub.errors import ConfigError, RegistryError
 from freehub.registry import SPEC_FILENAME, Registry, default_registry_path, model_id_for
 from freehub.task_model import ModelSpec
 
@@ -118,20 +117,71 @@ def test_registering_a_skipped_revision_clears_its_skip(tmp_path: Path) -> None:
     assert registry.skipped() == []
 
 
-def test_open_sweeps_unreferenced_model_folders_and_dead_staging(tmp_path: Path) -> None:
+def test_open_sweeps_unreferenced_model_folders_and_unheld_staging(tmp_path: Path) -> None:
     registry = Registry.open(tmp_path)
     kept = _register(registry)
     registry.close()
     orphan = tmp_path / "models" / "org--half--cccccccccccc"
     orphan.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    dead_staging = tmp_path / "staging" / f"{dead.stdout.strip()}-0123"
-    dead_staging.mkdir()
-    live_staging = tmp_path / "staging" / f"{os.getpid()}-4567"
-    live_staging.mkdir()
+    # Debris of crashed runs: a work folder whose lock file nobody holds, and one without a lock file.
+    (tmp_path / "staging" / "0123").mkdir()
+    (tmp_path / "staging" / "0123.lock").touch()
+    (tmp_path / "staging" / "4567").mkdir()
     Registry.open(tmp_path)
-    assert not orphan.exists() and not dead_staging.exists()
-    assert live_staging.exists() and kept.path.exists()
+    assert not orphan.exists() and list((tmp_path / "staging").iterdir()) == []
+    assert kept.path.exists()
+
+
+def test_open_leaves_what_the_registry_did_not_name_alone(tmp_path: Path) -> None:
+    Registry.open(tmp_path).close()
+    notes = tmp_path / "models" / "my-notes"
+    notes.mkdir()
+    Registry.open(tmp_path).close()
+    assert notes.is_dir()
+
+
+def test_open_refuses_a_folder_whose_models_are_not_a_registry_s(tmp_path: Path) -> None:
+    mine = tmp_path / "models" / "resnet" / "weights.pt"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"precious")
+    with pytest.raises(ConfigError, match="not a freehub registry"):
+        Registry.open(tmp_path)
+    assert mine.read_bytes() == b"precious" and not (tmp_path / "index.sqlite").exists()
+
+
+def test_a_registry_made_before_the_marker_is_still_opened(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    record = _register(registry)
+    registry.close()
+    (tmp_path / ".freehub-registry").unlink()
+    assert Registry.open(tmp_path).get(record.id).path.is_dir()
+
+
+def _hold_staging(root: Path, ready, release) -> None:
+    registry = Registry.open(root)
+    with registry.staging() as work:
+        (work / "part").write_bytes(b"in progress")
+        ready.set()
+        release.wait(30)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="fork is POSIX")
+def test_another_process_s_staging_survives_until_that_process_dies(tmp_path: Path) -> None:
+    Registry.open(tmp_path).close()
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    child = context.Process(target=_hold_staging, args=(tmp_path, ready, release))
+    child.start()
+    try:
+        assert ready.wait(30)
+        [work] = [p for p in (tmp_path / "staging").iterdir() if p.is_dir()]
+        Registry.open(tmp_path).close()
+        assert (work / "part").read_bytes() == b"in progress"
+    finally:
+        child.kill()
+        child.join()
+    Registry.open(tmp_path).close()
+    assert list((tmp_path / "staging").iterdir()) == []
 
 
 def test_a_row_the_index_refuses_leaves_no_folder(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from freehub.adapters import timm as timm_adapter
 from freehub.adapters import transformers as transformers_adapter
-from freehub.adapters.safety import DEFAULT_MAX_FILE_BYTES, read_json_object, read_weights
+from freehub.adapters.safety import DEFAULT_MAX_FILE_BYTES, open_weights, read_json_object
 from freehub.errors import CheckpointError
 from freehub.task_model import ModelSpec, TaskModel
 
@@ -23,7 +23,9 @@ def load_task_model(
 ) -> TaskModel:
     """Load a timm or transformers checkpoint folder (native Hub layout) as a :class:`TaskModel` in eval mode.
 
-    Nothing is downloaded and no repo code runs. Weights come from safetensors; a folder with only
+    Nothing is downloaded and no repo code runs. Every number of the configs that sizes memory is
+    bounded, and the model is checked against the weights' shapes before it is built for real (see
+    :mod:`freehub.adapters.safety`). Weights come from safetensors; a folder with only
     pickled weights is refused unless ``allow_pickle``, and even then is read with
     ``torch.load(weights_only=True)``. Raises :class:`~freehub.errors.CheckpointError` (or its
     subclass :class:`~freehub.errors.UnsafeCheckpointError`) whose ``reason`` names the problem:
@@ -36,11 +38,11 @@ def load_task_model(
     # Configs are checked before any weights are read: a refused repo costs no tensor I/O.
     if library == timm_adapter.LIBRARY:
         timm_adapter.timm_spec(config=config)
-        tensors = read_weights(folder=folder, allow_pickle=allow_pickle, max_file_bytes=max_file_bytes)
-        return timm_adapter.load_timm_model(config=config, tensors=tensors)
+        weights = open_weights(folder=folder, allow_pickle=allow_pickle, max_file_bytes=max_file_bytes)
+        return timm_adapter.load_timm_model(config=config, weights=weights)
     transformers_adapter.transformers_spec(config=config, preprocessor=preprocessor)
-    tensors = read_weights(folder=folder, allow_pickle=allow_pickle, max_file_bytes=max_file_bytes)
-    return transformers_adapter.load_transformers_model(config=config, preprocessor=preprocessor, tensors=tensors)
+    weights = open_weights(folder=folder, allow_pickle=allow_pickle, max_file_bytes=max_file_bytes)
+    return transformers_adapter.load_transformers_model(config=config, preprocessor=preprocessor, weights=weights)
 
 
 def inspect_checkpoint(*, folder: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ModelSpec:

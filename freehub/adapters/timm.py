@@ -21,7 +21,15 @@ from safetensors.torch import save_file
 from timm.models._hub import save_config_for_hf
 from torch import nn
 
-from freehub.adapters.safety import SAFETENSORS_NAME, check_state_dict_fits
+from freehub.adapters.safety import (
+    MAX_CONFIG_INT,
+    MAX_INPUT_SIDE,
+    MAX_LAYERS,
+    SAFETENSORS_NAME,
+    Weights,
+    check_input_size,
+    check_shapes_fit,
+)
 from freehub.atomic import atomic_write_text, atomic_write_with
 from freehub.errors import CheckpointError
 from freehub.task_model import ModelSpec, TaskModel
@@ -46,10 +54,19 @@ _OWN_PRETRAINED_FIELDS = (
     "classifier",
 )
 
-# create_model keywords that load files or download weights: a config must never reach them.
-_FORBIDDEN_MODEL_ARGS = frozenset(
-    {"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "features_only"}
-)
+# The create_model keywords a config may set, by the kind of value each takes. Anything else is refused:
+# some load files or download weights (checkpoint_path, pretrained_cfg), and an unknown one could size
+# memory in a way no bound here checks.
+_MODEL_ARGS = {
+    "depth": "blocks", "depths": "blocks", "layers": "blocks",
+    "embed_dim": "width", "dims": "width", "channels": "width", "stem_width": "width", "num_heads": "width",
+    "hidden_sizes": "width", "patch_size": "side", "img_size": "side",
+    "mlp_ratio": "ratio", "drop_rate": "rate", "drop_path_rate": "rate",
+    "class_token": "flag", "qkv_bias": "flag", "global_pool": "pool",
+    # Bounded with the input size and the labels, like the config's own values.
+    "in_chans": "checked", "num_classes": "checked",
+}
+_POOLS = frozenset({"", "avg", "max", "avgmax", "catavgmax", "token", "map", "fast"})
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -140,8 +157,7 @@ def _spec_from_config(config: Mapping[str, Any]) -> ModelSpec:
     if model_args.get("img_size") is not None and pretrained_cfg.get("fixed_input_size", False):
         size = model_args["img_size"]
         height, width = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
-    if channels <= 0 or height <= 0 or width <= 0:
-        raise ValueError(f"bad input size {(channels, height, width)}")
+    check_input_size(channels=channels, height=height, width=width, num_classes=num_classes)
     mean = _per_channel(pretrained_cfg.get("mean", _IMAGENET_MEAN), channels, "mean")
     std = _per_channel(pretrained_cfg.get("std", _IMAGENET_STD), channels, "std")
     if any(s <= 0 for s in std):
@@ -163,10 +179,32 @@ def _model_args(config: Mapping[str, Any]) -> dict[str, Any]:
     model_args = config.get("model_args", {})
     if not isinstance(model_args, Mapping):
         raise TypeError("model_args must be an object")
-    forbidden = sorted(_FORBIDDEN_MODEL_ARGS.intersection(model_args))
-    if forbidden:
-        raise ValueError(f"model_args may not set {', '.join(forbidden)}")
+    refused = sorted(str(key) for key in model_args if key not in _MODEL_ARGS)
+    if refused:
+        raise ValueError(f"model_args may not set {', '.join(refused)}")
+    for key, value in model_args.items():
+        _check_model_arg(key, value, _MODEL_ARGS[key])
     return dict(model_args)
+
+
+def _check_model_arg(key: str, value: Any, kind: str) -> None:
+    """Refuse a model_args value outside the bounds of its kind (``ValueError``)."""
+    if kind in ("blocks", "width", "side"):
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not items or len(items) > 16 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"model_args.{key} must be a count or a short list of counts")
+        bound = {"blocks": MAX_LAYERS, "width": MAX_CONFIG_INT, "side": MAX_INPUT_SIDE}[kind]
+        if min(items) < 1 or (sum(items) if kind == "blocks" else max(items)) > bound:
+            raise ValueError(f"model_args.{key} is {value} (at most {bound}{' in all' if kind == 'blocks' else ''})")
+    elif kind in ("ratio", "rate"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= (16 if kind == "ratio" else 1):
+            raise ValueError(f"model_args.{key} is {value!r}")
+    elif kind == "flag" and not isinstance(value, bool):
+        raise ValueError(f"model_args.{key} must be true or false")
+    elif kind == "checked" and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"model_args.{key} must be an integer")
+    elif kind == "pool" and value not in _POOLS:
+        raise ValueError(f"model_args.{key} is {value!r}")
 
 
 def _per_channel(values: Any, channels: int, what: str) -> tuple[float, ...]:
@@ -192,20 +230,22 @@ def _label_names(raw: Any, num_classes: int) -> tuple[str, ...]:
     return names
 
 
-def load_timm_model(*, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> TaskModel:
-    """Build a timm model from its config (no download, no pretrained weights), load ``tensors`` strictly."""
+def load_timm_model(*, config: Mapping[str, Any], weights: Weights) -> TaskModel:
+    """Build a timm model from its config (no download, no pretrained weights) and load ``weights`` strictly.
+
+    The model is first built on the ``meta`` device, which costs no memory, and its tensor names and
+    shapes are checked against the weight headers: a config describing a far larger model than its
+    weights is refused before a byte is allocated. Shards are then loaded one at a time.
+    """
     spec = timm_spec(config=config)
     if not timm.is_model(spec.architecture):
         raise CheckpointError(f"timm has no architecture {spec.architecture!r}", reason="unknown_architecture")
-    kwargs = dict(spec.extra["model_args"])
-    kwargs["num_classes"] = spec.num_classes
-    kwargs["in_chans"] = spec.input_size[0]
-    try:
-        network = timm.create_model(spec.architecture, pretrained=False, **kwargs)
-    except (TypeError, ValueError, AssertionError, RuntimeError, KeyError, IndexError, NotImplementedError) as error:
-        raise CheckpointError(f"timm cannot build {spec.architecture} from this config: {error!r}", reason="bad_config") from error
-    check_state_dict_fits(expected=network.state_dict(), found=tensors)
-    network.load_state_dict(dict(tensors), strict=False)
+    with torch.device("meta"):
+        skeleton = _create(spec)
+    check_shapes_fit(expected={k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, found=weights.shapes)
+    network = _create(spec)
+    for _, shard in weights.shards():
+        network.load_state_dict(shard, strict=False)
     network.eval()
     head = network.get_classifier()
     head_name = _module_name(network, head)
@@ -220,6 +260,16 @@ def load_timm_model(*, config: Mapping[str, Any], tensors: Mapping[str, torch.Te
         param_count=sum(p.numel() for p in network.parameters()),
     )
     return TaskModel(network=network, spec=spec)
+
+
+def _create(spec: ModelSpec) -> nn.Module:
+    kwargs = dict(spec.extra["model_args"])
+    kwargs["num_classes"] = spec.num_classes
+    kwargs["in_chans"] = spec.input_size[0]
+    try:
+        return timm.create_model(spec.architecture, pretrained=False, **kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError, KeyError, IndexError, NotImplementedError) as error:
+        raise CheckpointError(f"timm cannot build {spec.architecture} from this config: {error!r}", reason="bad_config") from error
 
 
 def _module_name(network: nn.Module, module: nn.Module) -> str:

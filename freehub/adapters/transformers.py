@@ -12,6 +12,7 @@ does not ship is refused before anything is built.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -29,13 +30,22 @@ from transformers.models.auto.modeling_auto import (
 )
 from transformers.utils import logging as hf_logging
 
-from freehub.adapters.safety import SAFETENSORS_NAME
+from freehub.adapters.safety import (
+    SAFETENSORS_NAME,
+    Weights,
+    check_config_numbers,
+    check_input_size,
+)
 from freehub.errors import CheckpointError, UnsafeCheckpointError
 from freehub.task_model import ModelSpec, TaskModel
 
 LIBRARY = "transformers"
 CONFIG_NAME = "config.json"
 PREPROCESSOR_NAME = "preprocessor_config.json"
+
+# Config keys that count stacked blocks: together they bound how long building the model takes.
+_LAYER_KEYS = frozenset({"num_hidden_layers", "depths", "num_stages", "num_layers", "layers"})
+_LABEL_KEYS = frozenset({"id2label", "label2id"})
 
 # PIL resampling codes as image processors store them -> TaskModel interpolation modes.
 _RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
@@ -101,6 +111,8 @@ def transformers_spec(*, config: Mapping[str, Any], preprocessor: Mapping[str, A
     """
     _refuse_remote_code(config=config, preprocessor=preprocessor)
     try:
+        check_config_numbers(config=config, layer_keys=_LAYER_KEYS, skip=_LABEL_KEYS)
+        check_config_numbers(config=preprocessor, layer_keys=frozenset(), skip=frozenset())
         return _spec_from_configs(config, preprocessor)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise CheckpointError(f"unusable transformers config: {error!r}", reason="bad_config") from error
@@ -125,6 +137,7 @@ def _spec_from_configs(config: Mapping[str, Any], preprocessor: Mapping[str, Any
     labels = _label_names(config.get("id2label"))
     channels = int(config.get("num_channels", 3))
     height, width = _input_hw(preprocessor, config)
+    check_input_size(channels=channels, height=height, width=width, num_classes=len(labels))
     mean, std = _normalisation(preprocessor, channels)
     resample = preprocessor.get("resample", 2)
     return ModelSpec(
@@ -198,23 +211,36 @@ def _per_channel(values: Any, channels: int, what: str) -> tuple[float, ...]:
     raise ValueError(f"{what} has {len(numbers)} entries for {channels} channels")
 
 
-def load_transformers_model(
-    *, config: Mapping[str, Any], preprocessor: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
-) -> TaskModel:
-    """Build the model from its config and load ``tensors`` (already checked) with strict key checks.
+def load_transformers_model(*, config: Mapping[str, Any], preprocessor: Mapping[str, Any], weights: Weights) -> TaskModel:
+    """Build the model from its config and load ``weights`` with strict key checks.
 
-    transformers' own loader does the loading, because it renames keys between on-disk and
-    in-memory layouts; what it would silently re-initialise (missing keys) is refused here.
+    The model is first built on the ``meta`` device, which costs no memory: a config describing more
+    parameters than its weights hold is refused before a byte is allocated. transformers' own loader
+    then does the loading, because it renames keys between on-disk and in-memory layouts; what it would
+    silently re-initialise (missing keys) is refused here.
     """
     spec = transformers_spec(config=config, preprocessor=preprocessor)
     try:
         hf_config = CONFIG_MAPPING[spec.extra["model_type"]].from_dict(dict(config))
         model_class = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING[type(hf_config)]
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        with torch.device("meta"), _quiet():
+            skeleton = model_class(hf_config)
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError, RuntimeError) as error:
         raise CheckpointError(f"transformers cannot read this config: {error!r}", reason="bad_config") from error
-    # transformers reads exactly the tensors checked by the caller, from a private copy.
+    wanted = sum(parameter.numel() for parameter in skeleton.parameters())
+    if wanted > weights.total_values:
+        raise CheckpointError(
+            f"the config describes {wanted} parameters, the weights hold {weights.total_values} values",
+            reason="shape_mismatch",
+        )
+    # transformers reads exactly the tensors checked here, from a private copy written one shard at a time.
     with tempfile.TemporaryDirectory() as scratch, _quiet():
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(Path(scratch) / SAFETENSORS_NAME), metadata={"format": "pt"})
+        for path, shard in weights.shards():
+            name = SAFETENSORS_NAME if weights.index is None else path.name
+            save_file({k: v.contiguous() for k, v in shard.items()}, str(Path(scratch) / name), metadata={"format": "pt"})
+            del shard
+        if weights.index is not None:
+            shutil.copyfile(weights.index, Path(scratch) / weights.index.name)
         try:
             network, info = model_class.from_pretrained(
                 scratch,
