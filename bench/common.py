@@ -21,6 +21,7 @@ ORG = "bench"
 
 def zoo_registry(*, work: Path, teachers: int, zoo_steps: int, data: SplitData) -> Path:
     """The embedded zoo of ``teachers`` teachers on a folder Hub under ``work``, collected into a registry (both reused)."""
+    (work / "hub").mkdir(parents=True, exist_ok=True)
     hub = LocalHub(root=work / "hub")
     if len(list(hub.search(author=ORG, tags=("few-shot",)))) < teachers:
         started = time.perf_counter()
