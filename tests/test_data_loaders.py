@@ -73,6 +73,7 @@ def test_folder_seeded_split_is_deterministic(folder):
     a = load_image_folder(root=folder, size=8, seed=2)
     b = load_image_folder(root=folder, size=8, seed=2)
     assert a.test.class_names == b.test.class_names and torch.equal(a.test.images, b.test.images)
+    assert len({load_image_folder(root=folder, size=8, seed=seed).test.class_names for seed in range(6)}) > 1
 
 
 def test_missing_folder_raises(tmp_path):

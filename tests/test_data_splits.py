@@ -66,6 +66,8 @@ def test_split_by_group_is_deterministic_under_a_seed():
     first = split_by_group(_imageset(), seed=7)
     second = split_by_group(_imageset(), seed=7)
     assert all(a.class_names == b.class_names for a, b in zip(first.splits().values(), second.splits().values()))
+    others = [split_by_group(_imageset(), seed=seed).test.class_names for seed in range(8)]
+    assert len(set(others)) > 1, "the seed is ignored"
 
 
 def test_split_by_group_needs_three_groups():
@@ -91,6 +93,7 @@ def test_split_classes_draws_unnamed_splits_by_seed():
     a = split_classes(_imageset(), test_classes=["class0"], seed=1)
     b = split_classes(_imageset(), test_classes=["class0"], seed=1)
     assert a.val.class_names == b.val.class_names
+    assert len({split_classes(_imageset(), test_classes=["class0"], seed=seed).val.class_names for seed in range(8)}) > 1
     assert "class0" not in a.val.class_names + a.train.class_names
     assert a.val.num_classes == round(0.2 * 12)
 

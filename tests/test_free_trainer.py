@@ -93,6 +93,18 @@ def test_resuming_a_stopped_run_ends_where_an_uninterrupted_run_ends(tmp_path: P
     assert _timeless(_records(tmp_path / "split")) == _timeless(_records(tmp_path / "whole"))
 
 
+def test_the_saved_learner_is_the_best_iteration_one_and_best_val_survives_a_resume(tmp_path: Path, teachers, data) -> None:
+    config = replace(CONFIG, val_every=1)
+    first = meta_train(teachers=teachers, config=replace(config, iterations=3), out_dir=tmp_path, val_data=data.val, progress=False)
+    saved = json.loads((first.learner_dir / "learner.json").read_text())
+    assert saved["iteration"] == first.best_iteration and saved["val_acc"] == first.best_val.mean
+    assert "val_rescored" in saved
+    resumed = meta_train(teachers=teachers, config=replace(config, iterations=4), out_dir=tmp_path, val_data=data.val, resume=True, progress=False)
+    scores = [r["val_acc"] for r in _records(tmp_path) if "val_acc" in r]
+    assert resumed.best_val.mean == max(scores) >= first.best_val.mean
+    assert json.loads((resumed.learner_dir / "learner.json").read_text())["iteration"] == resumed.best_iteration
+
+
 def test_an_existing_run_is_not_overwritten_and_resume_needs_the_same_config(tmp_path: Path, teachers) -> None:
     config = replace(CONFIG, iterations=1)
     meta_train(teachers=teachers, config=config, out_dir=tmp_path, progress=False)
