@@ -147,39 +147,19 @@ def meta_train(
         # 1. Draw the meta-batch.
         indices = rng.sample(range(len(teachers)), min(config.teachers_per_step, len(teachers)))
         views = [_task_view(teacher=teachers[i], n_way=config.n_way, rng=rng) for i in indices]
-        tasks: list[RecoveredTask]
 
-        # 2. Recover one task per teacher (FIVE, or a baseline), keep what each teacher vouches for.
+        # 2. Recover one task per teacher (FIVE, or a baseline) into memory; the oracle's memory is real images.
         learner_active = iteration >= config.warmup_iterations or config.recovery == "real"
         if config.recovery == "real":
             if not len(state.memory):
                 _fill_with_real_images(memory=state.memory, data=real_data)
-            tasks: list[RecoveredTask] = []
+            indices, views, tasks = [], [], []
             record.update(memory_images=len(state.memory), memory_classes=len(state.memory.keys))
         else:
             adversary = _adversary(learner=state.learner, scaled=config.distill_scaled) if learner_active else None
-            tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device)
-            kept = [_vouched(view=view, task=task, config=config) for view, task in zip(views, tasks)]
-            taught = [i for i, (task, keep) in enumerate(zip(tasks, kept)) if task.teacher_accuracy_clean >= config.min_teacher_acc and keep.any()]
-            for i in taught:
-                view, task, keep = views[i], tasks[i], kept[i]
-                keys = [class_key(teacher_index=indices[i], label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
-                state.memory.add(images=task.images[keep], labels=task.labels[keep], keys=keys, group=f"teacher{indices[i]}")
-            record.update(
-                teachers=indices,
-                recovery_seconds=[round(t.seconds, 4) for t in tasks],
-                teacher_acc=[t.teacher_accuracy for t in tasks],
-                teacher_acc_clean=[t.teacher_accuracy_clean for t in tasks],
-                stored_fraction=[round(float(k.float().mean()), 4) for k in kept],
-                taught=[indices[i] for i in taught],
-                inversion_loss=[t.loss for t in tasks],
-                bn_loss=[t.bn_loss for t in tasks],
-                memory_images=len(state.memory),
-                memory_classes=len(state.memory.keys),
+            indices, views, tasks = _recover_into_memory(
+                state=state, config=config, indices=indices, views=views, adversary=adversary, device=device, record=record
             )
-            views = [views[i] for i in taught]
-            tasks = [replace(tasks[i], images=tasks[i].images[kept[i]], labels=tasks[i].labels[kept[i]]) for i in taught]
-            indices = [indices[i] for i in taught]
 
         # 3. BELL: align across this meta-batch's teachers, then replay episodes from memory.
         if learner_active:
@@ -244,6 +224,44 @@ def _task_view(*, teacher: TaskModel, n_way: int, rng: random.Random) -> TaskMod
     return teacher.head_slice(sorted(rng.sample(range(teacher.num_classes), n_way)))
 
 
+def _recover_into_memory(
+    *,
+    state: _RunState,
+    config: MetaTrainConfig,
+    indices: list[int],
+    views: list[TaskModel],
+    adversary: Adversary | None,
+    device: torch.device,
+    record: dict[str, Any],
+) -> tuple[list[int], list[TaskModel], list[RecoveredTask]]:
+    """Recover the meta-batch, store what each teacher vouches for, log it into ``record``.
+
+    Returns the teachers that teach this iteration (their indices, views and kept images): those
+    that recognise at least ``min_teacher_acc`` of their recovered task and vouch for some image.
+    """
+    tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device)
+    kept = [_vouched(task=task, config=config) for task in tasks]
+    taught = [i for i, (task, keep) in enumerate(zip(tasks, kept)) if task.teacher_accuracy_clean >= config.min_teacher_acc and keep.any()]
+    for i in taught:
+        view, task, keep = views[i], tasks[i], kept[i]
+        keys = [class_key(teacher_index=indices[i], label_name=n, label_key=k) for n, k in zip(view.label_names, view.label_keys)]
+        state.memory.add(images=task.images[keep], labels=task.labels[keep], keys=keys, group=f"teacher{indices[i]}")
+    record.update(
+        teachers=indices,
+        recovery_seconds=[round(t.seconds, 4) for t in tasks],
+        teacher_acc=[t.teacher_accuracy for t in tasks],
+        teacher_acc_clean=[t.teacher_accuracy_clean for t in tasks],
+        stored_fraction=[round(float(k.float().mean()), 4) for k in kept],
+        taught=[indices[i] for i in taught],
+        inversion_loss=[t.loss for t in tasks],
+        bn_loss=[t.bn_loss for t in tasks],
+        memory_images=len(state.memory),
+        memory_classes=len(state.memory.keys),
+    )
+    kept_tasks = [replace(tasks[i], images=tasks[i].images[kept[i]], labels=tasks[i].labels[kept[i]]) for i in taught]
+    return [indices[i] for i in taught], [views[i] for i in taught], kept_tasks
+
+
 def _recover(
     *, state: _RunState, config: MetaTrainConfig, views: Sequence[TaskModel], adversary: Adversary | None, device: torch.device
 ) -> list[RecoveredTask]:
@@ -274,7 +292,7 @@ def _with_clean_accuracy(*, view: TaskModel, task: RecoveredTask) -> RecoveredTa
     return replace(task, predictions=predictions, teacher_accuracy_clean=float((predictions == task.labels).float().mean()))
 
 
-def _vouched(*, view: TaskModel, task: RecoveredTask, config: MetaTrainConfig) -> torch.Tensor:
+def _vouched(*, task: RecoveredTask, config: MetaTrainConfig) -> torch.Tensor:
     """Which images of ``task`` go into memory: all, or (``memory_filter``) those the teacher labels as targeted."""
     if not config.memory_filter or task.predictions is None:
         return torch.ones(len(task.labels), dtype=torch.bool, device=task.labels.device)
