@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets threads/jobs threads)")
     parser.add_argument("--judge-steps", type=int, default=400)
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs found in WORK/runs (a resumed benchmark)")
     parser.add_argument("--only", default=None, help="comma-separated method names")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 1 seed, tiny budgets")
     args = parser.parse_args(argv)
@@ -109,19 +110,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=args.jobs, initializer=torch.set_num_threads, initargs=(max(1, args.threads // args.jobs),)) as pool:
-            futures = [pool.submit(_run, method=m, seed=s, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps) for m, s in jobs]
+            futures = [pool.submit(_run, method=m, seed=s, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps, reuse=args.reuse) for m, s in jobs]
             for future in futures:
                 runs.append(future.result())
                 print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
+                _write_outputs(runs=runs, args=args, seeds=seeds)
     else:
         for method, seed in jobs:
-            runs.append(_run(method=method, seed=seed, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps))
+            runs.append(_run(method=method, seed=seed, free=free, registry_dir=registry_dir, work=work, request=request, judge_steps=args.judge_steps, reuse=args.reuse))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "curve"}), flush=True)
-    rows = _summarise(runs)
-    table = _table(rows, budget=args.budget, episodes=args.episodes, seeds=seeds)
-    (args.out / "compare.md").write_text(table + "\n", encoding="utf-8")
-    (args.out / "compare.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": runs}, indent=2) + "\n")
-    _plot_curves(runs, args.out / "val_curves.png")
+            _write_outputs(runs=runs, args=args, seeds=seeds)
+    rows, table = _write_outputs(runs=runs, args=args, seeds=seeds)
     _recovered_grid(work=work, seed=seeds[0], names=[m.name for m in chosen], data=data, path=args.out / "recovered.png")
     print(table)
     print(f"wrote {args.out / 'compare.md'}, compare.json, val_curves.png, recovered.png")
@@ -129,13 +128,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _run(
-    *, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path, work: Path, request: EvaluationRequest, judge_steps: int
+    *, method: Method, seed: int, free: MetaTrainConfig, registry_dir: Path, work: Path, request: EvaluationRequest, judge_steps: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     data = load_glyphs(size=32, seed=0)
     with Registry.open(registry_dir) as registry:
         teachers = registry_teachers(registry=registry, n_way=5)
     config = replace(free, seed=seed, **method.changes)
     out = work / "runs" / f"{method.name}-seed{seed}"
+    cached = out / "bench_result.json"
+    if reuse and cached.is_file():
+        return json.loads(cached.read_text())
     shutil.rmtree(out, ignore_errors=True)
     real = None
     if method.oracle is not None:
@@ -154,7 +157,7 @@ def _run(
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     recovery = [s for m in metrics for s in m.get("recovery_seconds", [])]
     teacher_acc = [a for m in metrics for a in m.get("teacher_acc_clean", [])]
-    return {
+    result = {
         "method": method.name,
         "seed": seed,
         "one_shot": results[0].mean,
@@ -171,6 +174,8 @@ def _run(
         "judge_acc": _judge_memory(out=out, data=data, teachers=teachers, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
         "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
     }
+    cached.write_text(json.dumps(result) + "\n")
+    return result
 
 
 def _judge_memory(*, out: Path, data, teachers, judge_steps: int) -> float | None:
@@ -189,6 +194,16 @@ def _judge_memory(*, out: Path, data, teachers, judge_steps: int) -> float | Non
         scores.append(judge_within(net=net, columns=[keys[k] for k in known], images=images, labels=labels))
         counts.append(len(labels))
     return sum(s * c for s, c in zip(scores, counts)) / sum(counts) if counts else None
+
+
+def _write_outputs(*, runs: list[dict[str, Any]], args: argparse.Namespace, seeds: list[int]) -> tuple[list[dict[str, Any]], str]:
+    """The table, the JSON and the curves of the runs so far (rewritten after every run: a stopped benchmark keeps them)."""
+    rows = _summarise(runs)
+    table = _table(rows, budget=args.budget, episodes=args.episodes, seeds=seeds)
+    (args.out / "compare.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / "compare.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": runs}, indent=2) + "\n")
+    _plot_curves(runs, args.out / "val_curves.png")
+    return rows, table
 
 
 def _summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -149,7 +149,8 @@ def meta_train(
         views = [_task_view(teacher=teachers[i], n_way=config.n_way, rng=rng) for i in indices]
 
         # 2. Recover one task per teacher (FIVE, or a baseline) into memory; the oracle's memory is real images.
-        learner_active = iteration >= config.warmup_iterations or config.recovery == "real"
+        # Warm-up trains the meta-generator alone; a mode without one has nothing to warm up.
+        learner_active = iteration >= config.warmup_iterations or config.recovery != "meta-generator"
         if config.recovery == "real":
             if not len(state.memory):
                 _fill_with_real_images(memory=state.memory, data=real_data)
