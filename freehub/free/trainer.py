@@ -3,9 +3,11 @@
 One iteration:
   1. draw ``teachers_per_step`` teachers (a teacher with more than ``n_way`` classes contributes a
      random ``n_way``-class slice of its head);
-  2. FIVE: invert each of them from the meta-generator, meta-update the generator, and put every
-     teacher's recovered images into the task memory;
-  3. after ``warmup_iterations``: one BELL alignment step of the learner on the recovered tasks, then
+  2. FIVE: invert each of them from the meta-generator, meta-update the generator, and put the
+     recovered images each teacher vouches for into the task memory (the baselines recover from a
+     fresh generator or from pixels instead; the data oracle's memory holds real images);
+  3. after ``warmup_iterations`` (which train the meta-generator alone, so only FREE's recovery has
+     them): one BELL alignment step of the learner on the recovered tasks, then
      replay of memory episodes until the mean query accuracy has not improved for ``patience``
      outer steps (capped at ``max_replay_steps``);
   4. every ``val_every`` iterations: few-shot accuracy on real meta-validation classes, keeping the
