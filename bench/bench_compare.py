@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reuse", action="store_true", help="keep finished runs found in WORK/runs (a resumed benchmark)")
     parser.add_argument("--only", default=None, help="comma-separated method names")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 1 seed, tiny budgets")
+    parser.add_argument("--report", action="store_true", help="only rewrite the table and plot from OUT/compare.json")
     args = parser.parse_args(argv)
+    if args.report:
+        runs = json.loads((args.out / "compare.json").read_text())["runs"]
+        _, table = _write_outputs(runs=runs, args=args, seeds=sorted({r["seed"] for r in runs}))
+        print(table)
+        return {"runs": runs}
     if args.quick:
         args.seeds, args.budget, args.episodes, args.teachers, args.zoo_steps, args.baseline_steps = "0", 8.0, 40, 6, 30, 10
         args.judge_steps = 60
@@ -244,13 +250,13 @@ def _table(rows: list[dict[str, Any]], *, budget: float, episodes: int, seeds: l
         f"meta-training budget {budget:.0f} s per method and seed; gap closed = (method - random) / (oracle-teachers - random); "
         "digits: every class of scikit-learn's handwritten digits (a domain no teacher saw), same protocol.",
         "",
-        "| method | 1-shot | 5-shot | gap closed 1/5-shot | digits 1-shot | digits 5-shot | meta-train s | recovery s/teacher | teacher acc | judge acc |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | 1-shot | 5-shot | gap closed 1/5-shot | digits 1-shot | digits 5-shot | meta-train s | recovery s/teacher | teacher acc | judge acc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         gap = "-" if row["one_shot_gap_closed"] is None else f"{100 * row['one_shot_gap_closed']:.0f}% / {100 * row['five_shot_gap_closed']:.0f}%"
         lines.append(
-            f"| {row['method']} | {pct(row, 'one_shot')} | {pct(row, 'five_shot')} | {gap} | {pct(row, 'digits_one_shot')} | "
+            f"| {row['method']} | {row['seeds']} | {pct(row, 'one_shot')} | {pct(row, 'five_shot')} | {gap} | {pct(row, 'digits_one_shot')} | "
             f"{pct(row, 'digits_five_shot')} | {num(row['seconds'], '.0f')} | "
             f"{num(row['recovery_seconds_per_teacher'], '.2f')} | {pct(row, 'teacher_acc')} | {pct(row, 'judge_acc')} |"
         )

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=None, help="zoo and registry (default: OUT/work); reused when present")
     parser.add_argument("--teachers", type=int, default=24)
     parser.add_argument("--zoo-steps", type=int, default=150)
-    parser.add_argument("--held-out", type=int, default=6, help="the last teachers of the zoo, never seen by the meta-generator")
+    parser.add_argument("--held-out", type=int, default=6, help="teachers never seen by the meta-generator, spread over the zoo's recipes")
     parser.add_argument("--meta-iterations", type=int, default=60)
     parser.add_argument("--steps", default="1,2,5,10,20,50,100,200")
     parser.add_argument("--repeats", type=int, default=2)
@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_glyphs(size=32, seed=0)
     with Registry.open(zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)) as registry:
         teachers = registry_teachers(registry=registry, n_way=5)
-    meta_teachers, held = teachers[: -args.held_out], teachers[-args.held_out :]
+    # Every k-th teacher in registry order (sorted by name, so recipes come in runs): a mix of architectures.
+    stride = max(1, len(teachers) // args.held_out)
+    held_indices = set(range(stride // 2, len(teachers), stride)[: args.held_out])
+    held = [t for i, t in enumerate(teachers) if i in held_indices]
+    meta_teachers = [t for i, t in enumerate(teachers) if i not in held_indices]
     judge, keys, judge_real = train_judge(data, class_names={name for t in held for name in t.label_names}, steps=60 if args.quick else 400)
     print(f"judge: {100 * judge_real:.1f}% on held-out real images of the held-out teachers' classes", flush=True)
 
