@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.report:
         runs = json.loads((args.out / "compare.json").read_text())["runs"]
-        _, table = _write_outputs(runs=runs, args=args, seeds=sorted({r["seed"] for r in runs}))
+        seeds = sorted({r["seed"] for r in runs})
+        _, table = _write_outputs(runs=runs, args=args, seeds=seeds)
+        names = list(dict.fromkeys(r["method"] for r in runs))
+        _recovered_grid(work=args.work or args.out / "work", seed=seeds[0], names=names, data=load_glyphs(size=32, seed=0), path=args.out / "recovered.png")
         print(table)
         return {"runs": runs}
     if args.quick:

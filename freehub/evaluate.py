@@ -153,13 +153,9 @@ def load_model(*, model: str, seed: int = 0, spec: LearnerSpec | None = None, hu
 
 
 def _load_published(*, source: str, hub: str | None) -> MetaLearner:
-    import freehub
+    from freehub.pretrained import FewShotLearner
 
-    try:
-        pretrained = freehub.FewShotLearner.from_pretrained(source, hub=hub)
-    except AttributeError as error:  # a build without the publishing module
-        raise ConfigError(f"cannot load {source!r}: this freehub has no published-learner loader") from error
-    return pretrained.learner
+    return FewShotLearner.from_pretrained(source, hub=hub).learner
 
 
 def learner_spec_of(*, run_dir: str | os.PathLike[str]) -> LearnerSpec:
