@@ -249,7 +249,7 @@ def _table(rows: list[dict[str, Any]], *, budget: float, episodes: int, seeds: l
         return "-" if value is None else format(value, fmt)
 
     lines = [
-        f"Glyph meta-test, 5-way, {episodes} episodes per setting, mean over seeds {seeds} ± 95% interval across seeds; "
+        f"Glyph meta-test, 5-way, {episodes} episodes per setting, mean over seeds {seeds} ± 1.96 standard errors across seeds (a rough spread for few seeds); "
         f"meta-training budget {budget:.0f} s per method and seed; gap closed = (method - random) / (oracle-teachers - random); "
         "digits: every class of scikit-learn's handwritten digits (a domain no teacher saw), same protocol.",
         "",
