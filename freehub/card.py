@@ -23,7 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from freehub.errors import ConfigError
 from freehub.free.learners import LearnerSpec
 from freehub.hub import is_repo_id
-from freehub.run_files import RunEvaluation
+from freehub.evaluate import Evaluation
 from freehub.sources import RunSources, SkippedSource, SourceModel
 from freehub.task_model import ModelSpec
 
@@ -151,7 +151,7 @@ def render_learner_card(
     license_derived: bool,
     spec: LearnerSpec,
     sources: RunSources,
-    evaluations: Sequence[RunEvaluation],
+    evaluations: Sequence[Evaluation],
     run_config: Mapping[str, Any],
     selected_iteration: int | None,
     selected_on_val: bool,
@@ -232,7 +232,7 @@ def evaluation_dataset(data: str) -> tuple[str, str]:
     return "imagefolder", PurePath(data).name or "image folder"
 
 
-def _eval_result(entry: RunEvaluation) -> EvalResult:
+def _eval_result(entry: Evaluation) -> EvalResult:
     dataset_type, dataset_name = evaluation_dataset(entry.data)
     setting = f"{entry.n_way}-way {entry.k_shot}-shot"
     metric_args: dict[str, Any] = {"ci95": entry.ci95, "method": entry.method, "bn_mode": entry.bn_mode}
@@ -256,7 +256,7 @@ def _eval_result(entry: RunEvaluation) -> EvalResult:
     )
 
 
-def _result_row(entry: RunEvaluation) -> dict[str, Any]:
+def _result_row(entry: Evaluation) -> dict[str, Any]:
     _, dataset_name = evaluation_dataset(entry.data)
     versus = ""
     if entry.baseline is not None and entry.diff_mean is not None:

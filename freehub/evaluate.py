@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 
 from freehub.atomic import atomic_write_text
 from freehub.data import ImageSet, SplitData, load_glyphs, load_hf_dataset, load_image_folder, read_hf_dataset, read_image_folder
-from freehub.errors import CheckpointError, ConfigError
+from freehub.errors import ConfigError
 from freehub.free.fewshot import evaluate_fewshot
 from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner
 
@@ -230,18 +230,10 @@ def save_evaluations(*, run_dir: str | os.PathLike[str], evaluations: Sequence[E
 
 
 def load_evaluations(*, run_dir: str | os.PathLike[str]) -> list[Evaluation]:
-    """The evaluations stored in ``run_dir`` (empty when there are none)."""
-    path = Path(run_dir) / EVALUATIONS_NAME
-    if not path.is_file():
-        return []
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("format") != EVALUATIONS_FORMAT:
-            raise ValueError(f"format {document.get('format')!r}")
-        names = {f.name for f in fields(Evaluation)}
-        return [Evaluation(**{k: v for k, v in entry.items() if k in names}) for entry in document["evaluations"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"{path} is not a freehub evaluation file: {error}", reason="invalid") from error
+    """The evaluations stored in ``run_dir`` (empty when there are none), checked field by field."""
+    from freehub.run_files import read_evaluations  # it imports this module's names
+
+    return list(read_evaluations(run_dir=Path(run_dir)) or ())
 
 
 def format_table(evaluations: Sequence[Evaluation]) -> str:

@@ -28,11 +28,11 @@ from PIL import Image
 from freehub.atomic import atomic_write_text
 from freehub.card import REAL_IMAGES, render_learner_card
 from freehub.errors import CheckpointError, ConfigError, HubPermissionError, PublishError, RepoNotFoundError
-from freehub.evaluate import RANDOM
+from freehub.evaluate import RANDOM, Evaluation
 from freehub.free.learners import MetaLearner, load_learner
 from freehub.hub import Hub, LocalHub, is_repo_id, open_hub
 from freehub.pretrained import export_learner, load_exported
-from freehub.run_files import RunEvaluation, ValPoint, latest_grids, read_evaluations, read_json_object, read_val_curve
+from freehub.run_files import ValPoint, latest_grids, read_evaluations, read_json_object, read_val_curve
 from freehub.sources import RunSources, read_sources
 
 IMAGES_FOLDER = "images"
@@ -152,7 +152,7 @@ def _run_learner(run: Path) -> MetaLearner:
         raise PublishError(f"{run} holds no usable learner: {error}") from error
 
 
-def _model_evaluations(*, run: Path, no_results: bool) -> tuple[RunEvaluation, ...]:
+def _model_evaluations(*, run: Path, no_results: bool) -> tuple[Evaluation, ...]:
     """The entries of evaluations.json measured on this run's learner.
 
     Baselines stored beside them (``random``, another run such as an oracle) are results of other
@@ -199,7 +199,7 @@ def _stage(
     license: str,
     license_derived: bool,
     sources: RunSources,
-    evaluations: tuple[RunEvaluation, ...],
+    evaluations: tuple[Evaluation, ...],
     template: tuple[str, str] | None,
 ) -> tuple[str, ...]:
     """Write every file of the commit into ``staged``; returns their repo paths."""

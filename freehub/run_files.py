@@ -17,36 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from freehub.errors import ConfigError
-from freehub.evaluate import EVALUATIONS_FORMAT, EVALUATIONS_NAME
+from freehub.evaluate import EVALUATIONS_FORMAT, EVALUATIONS_NAME, Evaluation
 from freehub.free.fewshot import METHODS as EVALUATION_METHODS
 
 _MAX_BYTES = 16 * 1024 * 1024
 _MAX_TEXT = 500
 _GRID = re.compile(r"iter(\d+)_teacher(\d+)\.png")
-
-
-@dataclass(frozen=True)
-class RunEvaluation:
-    """One few-shot evaluation: ``mean`` accuracy (a fraction) and its 95% half-width ``ci95``.
-
-    ``diff_mean`` / ``diff_ci95`` are the paired difference against ``baseline``, when one was run.
-    """
-
-    model: str
-    data: str
-    split: str
-    n_way: int
-    k_shot: int
-    q_queries: int
-    episodes: int
-    seed: int
-    mean: float
-    ci95: float
-    method: str
-    bn_mode: str
-    baseline: str | None
-    diff_mean: float | None
-    diff_ci95: float | None
 
 
 @dataclass(frozen=True)
@@ -58,7 +34,7 @@ class ValPoint:
     ci95: float | None
 
 
-def read_evaluations(*, run_dir: Path) -> tuple[RunEvaluation, ...] | None:
+def read_evaluations(*, run_dir: Path) -> tuple[Evaluation, ...] | None:
     """Every entry of ``run_dir/evaluations.json``, checked; ``None`` when the run has no such file.
 
     Raises :class:`ConfigError` naming the first entry and field that is not as specified.
@@ -83,7 +59,7 @@ def read_evaluations(*, run_dir: Path) -> tuple[RunEvaluation, ...] | None:
     return tuple(entries)
 
 
-def parse_evaluation(item: Any) -> RunEvaluation:
+def parse_evaluation(item: Any) -> Evaluation:
     """One entry of evaluations.json, checked; raises ``KeyError``, ``TypeError`` or ``ValueError`` naming the field."""
     if not isinstance(item, dict):
         raise TypeError("not an object")
@@ -93,7 +69,7 @@ def parse_evaluation(item: Any) -> RunEvaluation:
     baseline = item.get("baseline")
     if baseline is not None:
         baseline = _text(item, "baseline")
-    return RunEvaluation(
+    return Evaluation(
         model=_text(item, "model"),
         data=_text(item, "data"),
         split=_text(item, "split"),

@@ -238,14 +238,7 @@ def recover_task(
             for tensor, grad in zip(params + [z], grads):
                 tensor.grad = grad
             optimizer.step()
-    task = RecoveredTask(
-        images=images.detach(),
-        labels=labels,
-        teacher_accuracy=accuracy(logits=teacher_logits.detach(), labels=labels),
-        loss=float(loss.detach()),
-        bn_loss=None if bn_loss is None else float(bn_loss.detach()),
-        seconds=time.perf_counter() - start,
-    )
+    task = _recovered(images=images, labels=labels, teacher_logits=teacher_logits, loss=loss, bn_loss=bn_loss, start=start)
     return task, [grad.detach() for grad in grads[: len(params)]]
 
 
@@ -280,6 +273,12 @@ def recover_pixels(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    return _recovered(images=images, labels=labels, teacher_logits=teacher_logits, loss=loss, bn_loss=bn_loss, start=start)
+
+
+def _recovered(
+    *, images: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, loss: torch.Tensor, bn_loss: torch.Tensor | None, start: float
+) -> RecoveredTask:
     return RecoveredTask(
         images=images.detach(),
         labels=labels,
