@@ -59,7 +59,12 @@ def meta_train_command(
         freehub meta-train --out runs/pixels --val-data glyphs --recovery pixels
 
         freehub meta-train --out runs/oracle --val-data glyphs --data-oracle glyphs --oracle-classes teachers
+
+    On several processes (each inverts its share of every meta-batch; see the README):
+
+        torchrun --nproc_per_node 2 $(which freehub) meta-train --out runs/free2 --val-data glyphs
     """
+    from freehub.free.distributed import is_main_process
     from freehub.meta import load_config, meta_train
 
     settings = load_config(
@@ -73,6 +78,8 @@ def meta_train_command(
         registry=registry, out_dir=out, config=settings, val_data=val_data, oracle_data=data_oracle,
         oracle_classes=oracle_classes, split_seed=split_seed, resume=resume, progress=not as_json,
     )
+    if not is_main_process():  # under torchrun, rank 0 reports the run
+        return
     summary = {
         "run_dir": str(result.run_dir),
         "learner_dir": str(result.learner_dir),

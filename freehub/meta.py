@@ -20,6 +20,7 @@ import yaml
 from freehub.data import ImageSet, load_glyphs, load_hf_dataset, load_image_folder
 from freehub.errors import ConfigError, DataError, RegistryError
 from freehub.free.config import MetaTrainConfig
+from freehub.free.distributed import World, joined_world
 from freehub.free.trainer import MetaTrainResult
 from freehub.free.trainer import meta_train as _train_on_teachers
 from freehub.registry import Registry
@@ -133,15 +134,41 @@ def meta_train(
     measured against. ``split_seed`` fixes the class split of the data sets; the embedded zoo's
     teachers are trained on split 0's meta-train classes, so another split would validate on classes
     the teachers know.
+
+    Launched by torchrun, the call joins the process group torchrun describes (gloo on the CPU,
+    nccl on CUDA) and shares the work among the ranks (:mod:`freehub.free.distributed`); rank 0's
+    result is the run's, another rank's holds its last learner.
     """
     config = config or MetaTrainConfig()
     if oracle_data is not None:
         config = replace(config, recovery="real")
     config.validate()
+    with joined_world(device_name=config.device) as world:
+        return _train_on_registry(
+            registry=registry, out_dir=Path(out_dir), config=config, val_data=val_data, oracle_data=oracle_data,
+            oracle_classes=oracle_classes, split_seed=split_seed, resume=resume, progress=progress, world=world,
+        )
+
+
+def _train_on_registry(
+    *,
+    registry: Registry | str | os.PathLike[str] | None,
+    out_dir: Path,
+    config: MetaTrainConfig,
+    val_data: str | ImageSet | None,
+    oracle_data: str | ImageSet | None,
+    oracle_classes: str,
+    split_seed: int,
+    resume: bool,
+    progress: bool,
+    world: World,
+) -> MetaTrainResult:
+    # Under torchrun every rank reads the registry (its own copy on its host) and rank 0 alone writes the run.
     opened = registry if isinstance(registry, Registry) else Registry.open(registry)
     try:
         teachers = registry_teachers(registry=opened, n_way=config.n_way)
-        write_sources(run_dir=Path(out_dir), registry=opened, teachers=teachers, resume=resume)
+        if world.is_main:
+            write_sources(run_dir=out_dir, registry=opened, teachers=teachers, resume=resume)
     finally:
         if opened is not registry:
             opened.close()
@@ -152,5 +179,5 @@ def meta_train(
     if isinstance(oracle_data, str):
         oracle_data = load_oracle_data(spec=oracle_data, size=config.image_size, seed=split_seed, classes=oracle_classes, teachers=teachers)
     return _train_on_teachers(
-        teachers=teachers, config=config, out_dir=Path(out_dir), val_data=val_data, real_data=oracle_data, resume=resume, progress=progress
+        teachers=teachers, config=config, out_dir=out_dir, val_data=val_data, real_data=oracle_data, resume=resume, progress=progress
     )

@@ -60,7 +60,7 @@ def _records(run_dir: Path) -> list[dict]:
 
 
 def _timeless(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("seconds", "recovery_seconds")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "recovery_seconds", "recovery_wall_seconds")} for r in records]
 
 
 def test_a_run_writes_config_metrics_grids_checkpoint_and_the_selected_learner(tmp_path: Path, teachers, data) -> None:

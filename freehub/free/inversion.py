@@ -367,23 +367,35 @@ class MetaGenerator:
         if not teachers:
             raise ConfigError("a meta-batch needs at least one teacher")
         tasks: list[RecoveredTask] = []
-        meta_grads = [torch.zeros_like(p) for p in self.generator.parameters()]
+        meta_grads = self.zero_gradient()
         for teacher in teachers:
-            fast = copy.deepcopy(self.generator)
-            task, last_grads = recover_task(generator=fast, teacher=teacher, settings=self.settings, adversary=adversary)
+            task, update = self.adapt(teacher=teacher, adversary=adversary)
             tasks.append(task)
-            if self.meta_rule == "fomaml":
-                updates = last_grads
-            else:
-                # Reptile: the "gradient" points from the adapted parameters back to θ_G.
-                updates = [slow.detach() - quick.detach() for slow, quick in zip(self.generator.parameters(), fast.parameters())]
-            for total, update in zip(meta_grads, updates):
-                total.add_(update, alpha=1.0 / len(teachers))
-        for param, grad in zip(self.generator.parameters(), meta_grads):
+            for total, part in zip(meta_grads, update):
+                total.add_(part, alpha=1.0 / len(teachers))
+        self.step(gradient=meta_grads)
+        return tasks
+
+    def zero_gradient(self) -> list[torch.Tensor]:
+        """Zeros shaped like ``θ_G``: where a meta-batch's updates are summed."""
+        return [torch.zeros_like(p) for p in self.generator.parameters()]
+
+    def adapt(self, *, teacher: TaskModel, adversary: Adversary | None = None) -> tuple[RecoveredTask, list[torch.Tensor]]:
+        """Invert one teacher from a copy of ``θ_G``; returns its task and its meta-update direction
+        (``θ_G`` itself is not changed: :meth:`step` applies the meta-batch's mean)."""
+        fast = copy.deepcopy(self.generator)
+        task, last_grads = recover_task(generator=fast, teacher=teacher, settings=self.settings, adversary=adversary)
+        if self.meta_rule == "fomaml":
+            return task, last_grads
+        # Reptile: the "gradient" points from the adapted parameters back to θ_G.
+        return task, [slow.detach() - quick.detach() for slow, quick in zip(self.generator.parameters(), fast.parameters())]
+
+    def step(self, *, gradient: Sequence[torch.Tensor]) -> None:
+        """One outer step of ``θ_G`` along ``gradient`` (the meta-batch's mean update)."""
+        for param, grad in zip(self.generator.parameters(), gradient):
             param.grad = grad
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return tasks
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict()}

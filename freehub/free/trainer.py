@@ -17,6 +17,9 @@ One iteration:
 Files in ``out_dir``: ``config.json`` (resolved config), ``metrics.jsonl`` (one record per
 iteration), ``grids/`` (recovered images per teacher), ``checkpoint.pt`` (latest full state),
 ``learner/`` (the selected learner as safetensors + JSON: best on meta-validation, else the last).
+
+Under torchrun the ranks share each iteration's work and rank 0 alone writes (see
+:mod:`freehub.free.distributed`); one process needs no set-up.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -39,6 +42,7 @@ from freehub.data import ImageSet, save_grid
 from freehub.errors import ConfigError, TrainingError
 from freehub.free.align import alignment_gradient
 from freehub.free.config import MetaTrainConfig
+from freehub.free.distributed import World, current_world, derived_seed, run_slots, seeded_torch
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
@@ -46,6 +50,7 @@ from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augm
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
+from freehub.free.metrics_log import append_record, truncate_records
 from freehub.task_model import TaskModel
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -83,13 +88,6 @@ class _RunState:
     seconds: float = 0.0
 
 
-def resolve_device(*, name: str) -> torch.device:
-    """``"auto"``: CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def meta_train(
     *,
     teachers: Sequence[TaskModel],
@@ -112,7 +110,8 @@ def meta_train(
     """
     config.validate()
     out_dir = Path(out_dir)
-    device = resolve_device(name=config.device)
+    world = current_world()
+    device = world.device(name=config.device)
     if config.recovery == "real":
         if real_data is None:
             raise ConfigError("the data oracle (recovery 'real') needs real images of the meta-train classes")
@@ -124,27 +123,32 @@ def meta_train(
         raise ConfigError(f"validation data has {val_data.num_classes} classes, a {config.n_way}-way episode needs more")
     checkpoint_path = out_dir / CHECKPOINT_NAME
     metrics_path = out_dir / "metrics.jsonl"
-    if checkpoint_path.exists() and not resume:
+    world.check_same(value=[config.to_dict(), _teacher_fingerprint(teachers), resume], what="config or teachers")
+    exists = world.broadcast(checkpoint_path.exists())  # the run folder is rank 0's
+    if exists and not resume:
         raise TrainingError(f"{out_dir} already holds a run: pass resume=True to continue it, or choose another directory")
 
-    if resume and checkpoint_path.exists():
-        state = _load_checkpoint(path=checkpoint_path, config=config, teachers=teachers, device=device)
-        _truncate_metrics(path=metrics_path, keep_before=state.iteration)
+    if resume and exists:
+        state = _load_checkpoint(path=checkpoint_path, source=world.read_on_main(checkpoint_path), config=config, teachers=teachers, device=device)
+        if world.is_main:
+            truncate_records(path=metrics_path, keep_before=state.iteration)
     else:
         _seed_everything(seed=config.seed)
         state = _fresh_state(config=config, device=device)
-        metrics_path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path.touch()
-    atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device)}, indent=2) + "\n")
+        if world.is_main:
+            metrics_path.unlink(missing_ok=True)
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path.touch()
+        atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device)}, indent=2) + "\n")
 
     last_val: FewShotResult | None = None
-    bar = tqdm(total=config.iterations, initial=state.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.iterations, initial=state.iteration, desc="meta-train", disable=not (progress and world.is_main), dynamic_ncols=True)
     while state.iteration < config.iterations and not (config.max_seconds and state.seconds >= config.max_seconds):
         started = time.perf_counter()
         iteration = state.iteration
         rng = random.Random(f"{config.seed}/{iteration}")  # teacher draws derive from (seed, iteration) alone
-        record: dict[str, Any] = {"iteration": iteration, "phase": "warmup" if iteration < config.warmup_iterations else "train"}
+        record: dict[str, Any] = {"iteration": iteration, "phase": "warmup" if iteration < config.warmup_iterations else "train", "world_size": world.size}
 
         # 1. Draw the meta-batch.
         indices = rng.sample(range(len(teachers)), min(config.teachers_per_step, len(teachers)))
@@ -161,38 +165,46 @@ def meta_train(
         else:
             adversary = _adversary(learner=state.learner, scaled=config.distill_scaled) if learner_active else None
             indices, views, tasks = _recover_into_memory(
-                state=state, config=config, indices=indices, views=views, adversary=adversary, device=device, record=record
+                state=state, config=config, indices=indices, views=views, adversary=adversary, device=device, record=record, world=world
             )
 
         # 3. BELL: align across this meta-batch's teachers, then replay episodes from memory.
         if learner_active:
             if config.align and tasks:
-                record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng)
-            record.update(_replay(state=state, config=config, device=device))
+                record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng, world=world)
+            record.update(_replay(state=state, config=config, device=device, world=world))
 
         # 4. Pictures and meta-validation.
-        final = iteration + 1 == config.iterations or bool(
+        final = iteration + 1 == config.iterations or world.broadcast(bool(  # rank 0's clock decides for all
             config.max_seconds and state.seconds + time.perf_counter() - started >= config.max_seconds
-        )
-        if tasks and (iteration % config.grid_every == 0 or final):
+        ))
+        if tasks and world.is_main and (iteration % config.grid_every == 0 or final):
             _save_grids(out_dir=out_dir, iteration=iteration, indices=indices, views=views, tasks=tasks)
         if val_data is not None and learner_active and ((iteration + 1) % config.val_every == 0 or final):
-            last_val = _validate(learner=state.learner, data=val_data, config=config)
+            last_val = world.broadcast(_validate(learner=state.learner, data=val_data, config=config) if world.is_main else None)
             record.update(val_acc=last_val.mean, val_ci95=last_val.ci95)
             if state.best_val is None or last_val.mean > state.best_val.mean:
                 state.best_val, state.best_iteration = last_val, iteration
-                save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": iteration, "val_acc": last_val.mean, "val_ci95": last_val.ci95})
+                if world.is_main:
+                    save_learner(learner=state.learner, directory=out_dir / "learner", extra={"iteration": iteration, "val_acc": last_val.mean, "val_ci95": last_val.ci95})
 
         # 5. Log and checkpoint at the iteration boundary.
         state.iteration = iteration + 1
-        state.seconds += time.perf_counter() - started
+        state.seconds += world.broadcast(time.perf_counter() - started)
         record["seconds"] = round(state.seconds, 3)
-        _append_metrics(path=metrics_path, record=record)
-        _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
+        if world.is_main:
+            append_record(path=metrics_path, record=record)
+            _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
         bar.update(1)
         bar.set_postfix(_postfix(record=record, best=state.best_val), refresh=False)
     bar.close()
 
+    if not world.is_main:  # the selected learner and its rescoring live in rank 0's run folder
+        return MetaTrainResult(
+            run_dir=out_dir, learner=state.learner, learner_dir=out_dir / "learner", iterations=state.iteration,
+            best_iteration=state.best_iteration, best_val=state.best_val, last_val=last_val, seconds=state.seconds,
+            metrics_path=metrics_path, checkpoint_path=checkpoint_path,
+        )
     if not checkpoint_path.exists():  # zero iterations: the untrained state is still a run that can be extended
         _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
     if state.best_iteration is None:
@@ -236,13 +248,16 @@ def _recover_into_memory(
     adversary: Adversary | None,
     device: torch.device,
     record: dict[str, Any],
+    world: World,
 ) -> tuple[list[int], list[TaskModel], list[RecoveredTask]]:
     """Recover the meta-batch, store what each teacher vouches for, log it into ``record``.
 
     Returns the teachers that teach this iteration (their indices, views and kept images): those
     that recognise at least ``min_teacher_acc`` of their recovered task and vouch for some image.
     """
-    tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device)
+    started = time.perf_counter()
+    tasks = _recover(state=state, config=config, views=views, adversary=adversary, device=device, world=world)
+    record["recovery_wall_seconds"] = round(time.perf_counter() - started, 4)
     kept = [_vouched(task=task, config=config) for task in tasks]
     taught = [i for i, (task, keep) in enumerate(zip(tasks, kept)) if task.teacher_accuracy_clean >= config.min_teacher_acc and keep.any()]
     for i in taught:
@@ -266,26 +281,36 @@ def _recover_into_memory(
 
 
 def _recover(
-    *, state: _RunState, config: MetaTrainConfig, views: Sequence[TaskModel], adversary: Adversary | None, device: torch.device
+    *, state: _RunState, config: MetaTrainConfig, views: Sequence[TaskModel], adversary: Adversary | None, device: torch.device, world: World
 ) -> list[RecoveredTask]:
-    """One task per teacher, by the run's recovery mode; only the meta-generator carries state across teachers."""
+    """One task per teacher, by the run's recovery mode; only the meta-generator carries state across teachers.
+
+    Each slot of the meta-batch recovers under its own seeded RNG, on whichever rank holds it; the
+    meta-generator then steps along the meta-batch's mean update, summed over ranks.
+    """
     settings = config.inversion_settings()
-    if config.recovery == "meta-generator":
-        tasks = state.meta_generator.recover(teachers=views, adversary=adversary)
-    elif config.recovery == "scratch-generator":
-        tasks = [
-            recover_from_scratch(
+    meta_gradient = state.meta_generator.zero_gradient() if config.recovery == "meta-generator" else []
+
+    def recover_one(slot: int) -> RecoveredTask:
+        view = views[slot]
+        if config.recovery == "meta-generator":
+            task, update = state.meta_generator.adapt(teacher=view, adversary=adversary)
+            for total, part in zip(meta_gradient, update):
+                total.add_(part, alpha=1.0 / len(views))
+        elif config.recovery == "scratch-generator":
+            task = recover_from_scratch(
                 teacher=view, settings=settings, latent_dim=config.latent_dim, width=config.generator_width,
                 image_size=config.image_size, device=device, adversary=adversary,
             )
-            for view in views
-        ]
-    else:
-        tasks = [
-            recover_pixels(teacher=view, settings=settings, image_size=config.image_size, device=device, adversary=adversary)
-            for view in views
-        ]
-    return [_with_clean_accuracy(view=view, task=task) for view, task in zip(views, tasks)]
+        else:
+            task = recover_pixels(teacher=view, settings=settings, image_size=config.image_size, device=device, adversary=adversary)
+        return _with_clean_accuracy(view=view, task=task)
+
+    tasks = run_slots(world=world, count=len(views), seed=(config.seed, state.iteration, "recover"), device=device, work=recover_one)
+    if config.recovery == "meta-generator":
+        world.all_reduce_sum_(meta_gradient)
+        state.meta_generator.step(gradient=meta_gradient)
+    return tasks
 
 
 def _with_clean_accuracy(*, view: TaskModel, task: RecoveredTask) -> RecoveredTask:
@@ -321,7 +346,7 @@ def _adversary(*, learner: MetaLearner, scaled: bool) -> Adversary:
 
 
 def _alignment_step(
-    *, state: _RunState, views: Sequence[TaskModel], tasks: Sequence[RecoveredTask], config: MetaTrainConfig, rng: random.Random
+    *, state: _RunState, views: Sequence[TaskModel], tasks: Sequence[RecoveredTask], config: MetaTrainConfig, rng: random.Random, world: World
 ) -> float:
     """One BELL step; returns the mean KL met along the way (before each teacher's own step)."""
     seen: list[float] = []
@@ -343,34 +368,53 @@ def _alignment_step(
     order = list(range(len(tasks)))
     rng.shuffle(order)
     grads = alignment_gradient(model=state.learner, task_losses=[distill(views[i], tasks[i]) for i in order], lr=config.align_lr)
+    # Every rank computed it on the same tasks; the mean keeps ranks identical under non-deterministic kernels.
+    world.all_reduce_sum_(grads)
     state.learner_optimizer.zero_grad(set_to_none=True)
     for param, grad in zip(state.learner.parameters(), grads):
-        param.grad = config.align_weight * grad
+        param.grad = (config.align_weight / world.size) * grad
     state.learner_optimizer.step()
     return float(np.mean(seen))
 
 
-def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> dict[str, Any]:
+def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World) -> dict[str, Any]:
     """Outer steps on memory episodes until the mean query accuracy stops improving."""
     per_class = config.k_shot + config.q_queries
     if not state.memory.can_sample(n_way=config.n_way, per_class=per_class):
         return {"replay_steps": 0}
     best_acc, stale, steps, accs, losses = -1.0, 0, 0, [], []
     while stale < config.patience and steps < config.max_replay_steps:
-        outcomes = [_episode(state=state, config=config, device=device) for _ in range(config.episodes_per_step)]
-        loss = torch.stack([o.loss for o in outcomes]).mean()
-        state.learner_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.learner_optimizer.step()
-        acc = float(np.mean([o.accuracy for o in outcomes]))
+        loss, acc = _replay_step(state=state, config=config, device=device, world=world, step=steps)
         accs.append(acc)
-        losses.append(float(loss.detach()))
+        losses.append(loss)
         if acc > best_acc:
             best_acc, stale = acc, 0
         else:
             stale += 1
         steps += 1
     return {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+
+
+def _replay_step(*, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, step: int) -> tuple[float, float]:
+    """One outer step on ``episodes_per_step`` episodes, shared among the ranks; returns their mean loss and accuracy.
+
+    Each episode draws from its own seeded RNG, so which rank plays it does not change it.
+    """
+    episodes = config.episodes_per_step
+    params = list(state.learner.parameters())
+    state.learner_optimizer.zero_grad(set_to_none=True)
+    totals = torch.zeros(2, device=device)  # summed loss and accuracy
+    for index in world.shard(episodes):
+        with seeded_torch(seed=derived_seed(config.seed, state.iteration, "replay", step, index), device=device):
+            outcome = _episode(state=state, config=config, device=device)
+        (outcome.loss / episodes).backward()
+        totals += torch.tensor([float(outcome.loss.detach()), outcome.accuracy], device=device)
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    world.all_reduce_sum_([*grads, totals])
+    for param, grad in zip(params, grads):
+        param.grad = grad
+    state.learner_optimizer.step()
+    return float(totals[0]) / episodes, float(totals[1]) / episodes
 
 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
@@ -505,9 +549,11 @@ def _save_checkpoint(*, path: Path, state: _RunState, config: MetaTrainConfig, t
         torch.save(checkpoint, tmp)
 
 
-def _load_checkpoint(*, path: Path, config: MetaTrainConfig, teachers: Sequence[TaskModel], device: torch.device) -> _RunState:
+def _load_checkpoint(
+    *, path: Path, source: Path | BinaryIO, config: MetaTrainConfig, teachers: Sequence[TaskModel], device: torch.device
+) -> _RunState:
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: report it as the user's problem
         raise TrainingError(f"cannot read checkpoint {path}: {error}") from error
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -541,33 +587,6 @@ def _as_python_state(state: Any) -> tuple[Any, ...]:
     # random.setstate needs tuples where a serialiser may hand back lists.
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
-
-
-def _append_metrics(*, path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(_json_safe(record)) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if value != value else value
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _truncate_metrics(*, path: Path, keep_before: int) -> None:
-    # A run killed after logging but before its checkpoint replays those iterations: drop their lines.
-    kept = [r for r in _read_metrics(path) if r["iteration"] < keep_before]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _postfix(*, record: dict[str, Any], best: FewShotResult | None) -> dict[str, str]:
