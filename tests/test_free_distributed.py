@@ -91,7 +91,7 @@ def test_without_torchrun_one_process_sets_nothing_up(monkeypatch: pytest.Monkey
 def test_two_gloo_ranks_learn_what_one_process_learns_and_only_rank_0_writes(tmp_path: Path, one_process: Path) -> None:
     glyphs()  # the glyph cache exists before two ranks read it
     _finish(_torchrun("--out", str(tmp_path / "run"), "--report", str(tmp_path / "report"), "--host-dirs"))
-    reports = sorted(json.loads(p.read_text()) for p in (tmp_path / "report").glob("rank*.json"))
+    reports = sorted((json.loads(p.read_text()) for p in (tmp_path / "report").glob("rank*.json")), key=lambda r: r["rank"])
     assert [(r["rank"], r["world_size"], r["backend"]) for r in reports] == [(0, 2, "gloo"), (1, 2, "gloo")]
     run = tmp_path / "run" / "host0"
     assert not (tmp_path / "run" / "host1").exists()  # rank 1 wrote nothing, not even its folder
