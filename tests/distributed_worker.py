@@ -3,6 +3,7 @@ under torchrun: four tiny glyph teachers, the trainer inside :func:`joined_world
 
 ``--host-dirs`` gives each rank its own run folder (``OUT/host<rank>``), as ranks on hosts without a
 shared filesystem have: rank 0's must hold the whole run and every other one must stay empty.
+``--mismatch`` gives rank 1 its teachers in another order, as a host with another registry would.
 ``--report DIR`` receives ``rank<r>.pid`` at the start (so a test can kill the rank) and
 ``rank<r>.json`` at the end: what this process saw of torch.distributed.
 """
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=CONFIG.iterations)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--host-dirs", action="store_true")
+    parser.add_argument("--mismatch", action="store_true")
     args = parser.parse_args()
     args.report.mkdir(parents=True, exist_ok=True)
     (args.report / f"rank{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
@@ -73,6 +75,8 @@ def main() -> None:
     pool = teachers()
     data = glyphs()
     with joined_world(device_name=CONFIG.device) as world:
+        if args.mismatch and world.rank == 1:
+            pool = pool[::-1]
         out = args.out / f"host{world.rank}" if args.host_dirs else args.out
         config = replace(CONFIG, iterations=args.iterations)
         meta_train(teachers=pool, config=config, out_dir=out, val_data=data.val, resume=args.resume, progress=False)

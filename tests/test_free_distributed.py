@@ -122,3 +122,13 @@ def test_a_killed_two_rank_run_resumes_on_two_ranks_and_completes(tmp_path: Path
     assert (run / "learner" / "learner.safetensors").is_file()
     # The first iterations are the reference run's: the resumed run continued the same run.
     assert _discrete(_records(run))[: CONFIG.iterations] == _discrete(_records(one_process))
+
+
+@pytest.mark.slow
+def test_ranks_that_see_different_teachers_refuse_to_start(tmp_path: Path) -> None:
+    glyphs()
+    process = _torchrun("--out", str(tmp_path / "run"), "--report", str(tmp_path / "report"), "--mismatch")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert "rank 1 sees different config or teachers than rank 0" in output
+    assert not (tmp_path / "run").exists()
