@@ -9,8 +9,12 @@ iterations per second count whole iterations (recovery, alignment, replay, check
 first ``--skip`` ones (warm-up iterations have no replay). Prints a table, writes
 ``bench_distributed.json`` and ``bench_distributed.png``.
 
-    python bench/bench_distributed.py --out bench/out            # ~6 minutes on 2 CPU cores
+    python bench/bench_distributed.py --out bench/out            # ~12 minutes on 2 busy CPU cores
     python bench/bench_distributed.py --quick --out bench/out    # a smoke run
+
+On a GPU host (nccl, one process per GPU; not run yet, no GPU was available where it was written):
+
+    python bench/bench_distributed.py --device cuda --preset paper --iterations 6 --out bench/out
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 from common import zoo_registry
 
@@ -41,8 +46,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teachers-per-step", type=int, default=4, help="the global meta-batch (split among the processes)")
     parser.add_argument("--skip", type=int, default=2, help="first iterations left out of iterations/s")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 4 iterations, smaller generator")
+    parser.add_argument("--device", default="cpu", help="'cpu' (gloo; the three layouts) or 'cuda' (nccl; 1 process, and 2 with 2+ GPUs)")
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
     args = parser.parse_args(argv)
-    settings = {"iterations": args.iterations, "teachers_per_step": args.teachers_per_step, "warmup_iterations": 2, "device": "cpu", "seed": 0}
+    settings = {
+        "preset": args.preset, "iterations": args.iterations, "teachers_per_step": args.teachers_per_step,
+        "warmup_iterations": 2, "device": args.device, "seed": 0,
+    }
+    layouts = LAYOUTS
+    if args.device.startswith("cuda"):
+        layouts = (("1 process, 1 GPU", 1, 1),) + ((("2 processes, 2 GPUs", 2, 1),) if torch.cuda.device_count() >= 2 else ())
     if args.quick:
         args.teachers, args.zoo_steps, args.skip = 6, 30, 1
         settings.update(iterations=4, warmup_iterations=1, generator_width=32, images_per_task=25, max_replay_steps=5)
@@ -53,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     config_path.write_text(yaml.safe_dump(settings))
 
     rows = []
-    for name, processes, threads in LAYOUTS:
+    for name, processes, threads in layouts:
         run_dir = args.out / f"distributed-{processes}p{threads}t"
         shutil.rmtree(run_dir, ignore_errors=True)
         _meta_train(registry=registry, run_dir=run_dir, config=config_path, processes=processes, threads=threads)
@@ -76,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['layout']:<24} {row['iterations_per_s']:>7.3f} {row['iterations_per_s'] / base['iterations_per_s']:>6.2f} "
             f"{row['teachers_per_s']:>11.2f} {row['teachers_per_s'] / base['teachers_per_s']:>6.2f} {row['seconds_per_teacher_each']:>16.2f}"
         )
+    print("seconds per iteration: " + ", ".join(f"{row['layout']} {1 / row['iterations_per_s']:.2f}" for row in rows))
     result = {"settings": settings, "zoo_teachers": args.teachers, "cpu_count": os.cpu_count(), "rows": rows}
     (args.out / "bench_distributed.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(rows, args.out / "bench_distributed.png")

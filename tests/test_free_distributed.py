@@ -31,7 +31,7 @@ from freehub.free.trainer import meta_train
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 FEATURE_ATOL = 0.02
-_FLOATS = ("seconds", "recovery_seconds", "recovery_wall_seconds", "inversion_loss", "bn_loss", "align_kl", "episode_loss", "world_size")
+_NOT_COMPARED = ("seconds", "recovery_seconds", "recovery_wall_seconds", "inversion_loss", "bn_loss", "align_kl", "episode_loss", "world_size")
 
 
 def _torchrun(*args: str, nproc: int = 2) -> subprocess.Popen:
@@ -58,7 +58,7 @@ def _features(run_dir: Path) -> torch.Tensor:
 
 
 def _discrete(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in _FLOATS} for r in records]
+    return [{k: v for k, v in r.items() if k not in _NOT_COMPARED} for r in records]
 
 
 @pytest.fixture(scope="module")

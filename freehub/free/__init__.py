@@ -2,7 +2,8 @@
 
 FIVE (:mod:`.inversion`, :mod:`.generator`) recovers tasks from teachers with a meta-learned
 generator; BELL (:mod:`.align`, :mod:`.episodic`, :mod:`.learners`) trains a few-shot learner on
-them; :mod:`.memory` keeps the recovered tasks; :mod:`.trainer` runs the loop;
+them; :mod:`.memory` keeps the recovered tasks; :mod:`.trainer` runs the loop (on several
+processes under torchrun: :mod:`.distributed`);
 :mod:`.fewshot` scores a learner on real N-way K-shot episodes.
 """
 

@@ -158,7 +158,13 @@ def joined_world(*, device_name: str) -> Iterator[World]:
     if backend == "nccl":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device_name!r} needs CUDA, which this host does not have")
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} needs a GPU of its own but this host has {torch.cuda.device_count()}: "
+                "start at most one process per GPU (--nproc_per_node), or use --device cpu"
+            )
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend)
     try:
         yield current_world()
