@@ -73,12 +73,12 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_shards_give_every_slot_to_exactly_one_rank_in_order() -> None:
     for size in (1, 2, 3, 5):
         for count in (0, 1, 4, 7):
-            slots = [slot for rank in range(size) for slot in World(rank=rank, size=size).shard(count)]
+            slots = [slot for rank in range(size) for slot in World(rank=rank, size=size).shard(count=count)]
             assert slots == list(range(count))
 
 
 def test_derived_seeds_depend_on_their_parts_alone() -> None:
-    assert derived_seed(5, 3, "recover", 1) == derived_seed(5, 3, "recover", 1) != derived_seed(5, 3, "recover", 2)
+    assert derived_seed(parts=(5, 3, "recover", 1)) == derived_seed(parts=(5, 3, "recover", 1)) != derived_seed(parts=(5, 3, "recover", 2))
 
 
 def test_without_torchrun_one_process_sets_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:

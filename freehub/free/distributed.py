@@ -62,7 +62,7 @@ class World:
         """Whether this is rank 0, the one that writes the run folder and validates."""
         return self.rank == 0
 
-    def shard(self, count: int) -> range:
+    def shard(self, *, count: int) -> range:
         """This rank's contiguous share of ``count`` slots (sizes differ by at most one)."""
         base, extra = divmod(count, self.size)
         start = self.rank * base + min(self.rank, extra)
@@ -76,7 +76,7 @@ class World:
             return torch.device("cuda", self.local_rank)
         return torch.device(name)
 
-    def all_reduce_sum_(self, tensors: Sequence[torch.Tensor]) -> None:
+    def all_reduce_sum_(self, *, tensors: Sequence[torch.Tensor]) -> None:
         """Sum ``tensors`` over ranks, in place, as one flat message."""
         if self.size == 1 or not tensors:
             return
@@ -87,7 +87,7 @@ class World:
             tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
             offset += tensor.numel()
 
-    def all_gather(self, value: T) -> list[T]:
+    def all_gather(self, *, value: T) -> list[T]:
         """Every rank's ``value`` (picklable, tensors on the CPU), in rank order."""
         if self.size == 1:
             return [value]
@@ -95,7 +95,7 @@ class World:
         dist.all_gather_object(gathered, value)
         return gathered
 
-    def broadcast(self, value: T) -> T:
+    def broadcast(self, *, value: T) -> T:
         """Rank 0's ``value`` (picklable), on every rank."""
         if self.size == 1:
             return value
@@ -103,16 +103,16 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def read_on_main(self, path: Path) -> Path | BinaryIO:
+    def read_on_main(self, *, path: Path) -> Path | BinaryIO:
         """``path``'s bytes as rank 0 reads them, on every rank: the run folder need only exist on rank 0's host."""
         if self.size == 1:
             return path
         data = path.read_bytes() if self.is_main else b""
-        return io.BytesIO(self.broadcast(data))
+        return io.BytesIO(self.broadcast(value=data))
 
     def check_same(self, *, value: Any, what: str) -> None:
         """Raise :class:`TrainingError` on every rank when ranks disagree on ``value`` (e.g. their teachers)."""
-        values = self.all_gather(value)
+        values = self.all_gather(value=value)
         differing = [rank for rank, other in enumerate(values) if other != values[0]]
         if differing:
             raise TrainingError(f"rank {differing[0]} sees different {what} than rank 0: every host must read the same registry and config")
@@ -172,7 +172,7 @@ def joined_world(*, device_name: str) -> Iterator[World]:
         dist.destroy_process_group()
 
 
-def derived_seed(*parts: object) -> int:
+def derived_seed(*, parts: Sequence[object]) -> int:
     """A 63-bit seed from ``parts`` alone (Python's string seeding is SHA-512, not the salted ``hash``)."""
     return random.Random("/".join(str(part) for part in parts)).getrandbits(63)
 
@@ -191,12 +191,12 @@ def run_slots(*, world: World, count: int, seed: Sequence[object], device: torch
     """``work(slot)`` for every slot ``0..count-1``, each under torch RNGs seeded from ``(*seed, slot)``:
     this rank runs its share, and every rank gets all results in slot order (on ``device``)."""
     mine = []
-    for slot in world.shard(count):
-        with seeded_torch(seed=derived_seed(*seed, slot), device=device):
+    for slot in world.shard(count=count):
+        with seeded_torch(seed=derived_seed(parts=(*seed, slot)), device=device):
             mine.append(work(slot))
     if world.size == 1:
         return mine
-    shards = world.all_gather([_moved(value, torch.device("cpu")) for value in mine])
+    shards = world.all_gather(value=[_moved(value, torch.device("cpu")) for value in mine])
     return [_moved(value, device) for shard in shards for value in shard]
 
 

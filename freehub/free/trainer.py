@@ -124,12 +124,12 @@ def meta_train(
     checkpoint_path = out_dir / CHECKPOINT_NAME
     metrics_path = out_dir / "metrics.jsonl"
     world.check_same(value=[config.to_dict(), _teacher_fingerprint(teachers), resume], what="config or teachers")
-    exists = world.broadcast(checkpoint_path.exists())  # the run folder is rank 0's
+    exists = world.broadcast(value=checkpoint_path.exists())  # the run folder is rank 0's
     if exists and not resume:
         raise TrainingError(f"{out_dir} already holds a run: pass resume=True to continue it, or choose another directory")
 
     if resume and exists:
-        state = _load_checkpoint(path=checkpoint_path, source=world.read_on_main(checkpoint_path), config=config, teachers=teachers, device=device)
+        state = _load_checkpoint(path=checkpoint_path, source=world.read_on_main(path=checkpoint_path), config=config, teachers=teachers, device=device)
         if world.is_main:
             truncate_records(path=metrics_path, keep_before=state.iteration)
     else:
@@ -175,13 +175,13 @@ def meta_train(
             record.update(_replay(state=state, config=config, device=device, world=world))
 
         # 4. Pictures and meta-validation.
-        final = iteration + 1 == config.iterations or world.broadcast(bool(  # rank 0's clock decides for all
+        final = iteration + 1 == config.iterations or world.broadcast(value=bool(  # rank 0's clock decides for all
             config.max_seconds and state.seconds + time.perf_counter() - started >= config.max_seconds
         ))
         if tasks and world.is_main and (iteration % config.grid_every == 0 or final):
             _save_grids(out_dir=out_dir, iteration=iteration, indices=indices, views=views, tasks=tasks)
         if val_data is not None and learner_active and ((iteration + 1) % config.val_every == 0 or final):
-            last_val = world.broadcast(_validate(learner=state.learner, data=val_data, config=config) if world.is_main else None)
+            last_val = world.broadcast(value=_validate(learner=state.learner, data=val_data, config=config) if world.is_main else None)
             record.update(val_acc=last_val.mean, val_ci95=last_val.ci95)
             if state.best_val is None or last_val.mean > state.best_val.mean:
                 state.best_val, state.best_iteration = last_val, iteration
@@ -190,7 +190,7 @@ def meta_train(
 
         # 5. Log and checkpoint at the iteration boundary.
         state.iteration = iteration + 1
-        state.seconds += world.broadcast(time.perf_counter() - started)
+        state.seconds += world.broadcast(value=time.perf_counter() - started)
         record["seconds"] = round(state.seconds, 3)
         if world.is_main:
             append_record(path=metrics_path, record=record)
@@ -308,7 +308,7 @@ def _recover(
 
     tasks = run_slots(world=world, count=len(views), seed=(config.seed, state.iteration, "recover"), device=device, work=recover_one)
     if config.recovery == "meta-generator":
-        world.all_reduce_sum_(meta_gradient)
+        world.all_reduce_sum_(tensors=meta_gradient)
         state.meta_generator.step(gradient=meta_gradient)
     return tasks
 
@@ -369,7 +369,7 @@ def _alignment_step(
     rng.shuffle(order)
     grads = alignment_gradient(model=state.learner, task_losses=[distill(views[i], tasks[i]) for i in order], lr=config.align_lr)
     # Every rank computed it on the same tasks; the mean keeps ranks identical under non-deterministic kernels.
-    world.all_reduce_sum_(grads)
+    world.all_reduce_sum_(tensors=grads)
     state.learner_optimizer.zero_grad(set_to_none=True)
     for param, grad in zip(state.learner.parameters(), grads):
         param.grad = (config.align_weight / world.size) * grad
@@ -404,13 +404,13 @@ def _replay_step(*, state: _RunState, config: MetaTrainConfig, device: torch.dev
     params = list(state.learner.parameters())
     state.learner_optimizer.zero_grad(set_to_none=True)
     totals = torch.zeros(2, device=device)  # summed loss and accuracy
-    for index in world.shard(episodes):
-        with seeded_torch(seed=derived_seed(config.seed, state.iteration, "replay", step, index), device=device):
+    for index in world.shard(count=episodes):
+        with seeded_torch(seed=derived_seed(parts=(config.seed, state.iteration, "replay", step, index)), device=device):
             outcome = _episode(state=state, config=config, device=device)
         (outcome.loss / episodes).backward()
         totals += torch.tensor([float(outcome.loss.detach()), outcome.accuracy], device=device)
     grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-    world.all_reduce_sum_([*grads, totals])
+    world.all_reduce_sum_(tensors=[*grads, totals])
     for param, grad in zip(params, grads):
         param.grad = grad
     state.learner_optimizer.step()
