@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,13 @@ def test_ranks_that_see_different_teachers_refuse_to_start(tmp_path: Path) -> No
     assert process.returncode != 0
     assert "rank 1 sees different config or teachers than rank 0" in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_run_started_on_one_process_resumes_on_two_ranks_as_the_same_run(tmp_path: Path, one_process: Path) -> None:
+    # A checkpoint holds no per-rank state, so the number of ranks may change at a resume.
+    run = tmp_path / "run"
+    meta_train(teachers=teachers(), config=replace(CONFIG, iterations=2), out_dir=run, val_data=glyphs().val, progress=False)
+    _finish(_torchrun("--out", str(run), "--report", str(tmp_path / "report"), "--resume"))
+    assert _discrete(_records(run)) == _discrete(_records(one_process))
+    torch.testing.assert_close(_features(run), _features(one_process), rtol=0, atol=FEATURE_ATOL)
