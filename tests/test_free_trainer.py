@@ -129,6 +129,16 @@ def test_a_one_channel_teacher_fills_the_memory_with_grey_images(tmp_path: Path)
     assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
 
 
+def test_relational_distillation_is_logged_and_changes_the_learner(teachers: list[TaskModel], tmp_path: Path) -> None:
+    plain = meta_train(teachers=teachers, config=CONFIG, out_dir=tmp_path / "plain", progress=False)
+    related = meta_train(teachers=teachers, config=replace(CONFIG, relation_weight=10.0), out_dir=tmp_path / "related", progress=False)
+    relations = [r["relation"] for r in _records(tmp_path / "related") if "relation" in r]
+    assert relations and all(value > 0 for value in relations)
+    assert not any("relation" in r for r in _records(tmp_path / "plain"))
+    images = torch.rand(4, 3, 32, 32)
+    assert not torch.allclose(plain.learner.features(images), related.learner.features(images))
+
+
 def test_config_round_trips_and_rejects_bad_knobs() -> None:
     paper = MetaTrainConfig.paper()
     assert paper.generator_width == 128 and paper.teachers_per_step == 4

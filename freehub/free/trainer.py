@@ -42,9 +42,9 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
+from freehub.free.inversion import Adversary, HeadInput, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
-from freehub.free.losses import kl_divergence
+from freehub.free.losses import kl_divergence, relation_distance
 from freehub.free.memory import TaskMemory, class_key
 from freehub.task_model import TaskModel
 
@@ -168,7 +168,8 @@ def meta_train(
         if learner_active:
             if config.align and tasks:
                 record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng)
-            record.update(_replay(state=state, config=config, device=device))
+            relating = [(f"teacher{i}", view) for i, view in zip(indices, views)]
+            record.update(_replay(state=state, config=config, device=device, relating=relating))
 
         # 4. Pictures and meta-validation.
         final = iteration + 1 == config.iterations or bool(
@@ -350,15 +351,28 @@ def _alignment_step(
     return float(np.mean(seen))
 
 
-def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> dict[str, Any]:
-    """Outer steps on memory episodes until the mean query accuracy stops improving."""
+def _replay(
+    *, state: _RunState, config: MetaTrainConfig, device: torch.device, relating: Sequence[tuple[str, TaskModel]] = ()
+) -> dict[str, Any]:
+    """Outer steps on memory episodes until the mean query accuracy stops improving.
+
+    With ``relation_weight``, each step also distils one of ``relating`` (memory group, teacher) in
+    turn: the learner's pairwise feature similarities on memory images of that teacher's classes
+    are pulled towards the teacher's own.
+    """
     per_class = config.k_shot + config.q_queries
     if not state.memory.can_sample(n_way=config.n_way, per_class=per_class):
         return {"replay_steps": 0}
-    best_acc, stale, steps, accs, losses = -1.0, 0, 0, [], []
+    best_acc, stale, steps, accs, losses, relations = -1.0, 0, 0, [], [], []
     while stale < config.patience and steps < config.max_replay_steps:
         outcomes = [_episode(state=state, config=config, device=device) for _ in range(config.episodes_per_step)]
         loss = torch.stack([o.loss for o in outcomes]).mean()
+        if config.relation_weight > 0 and relating:
+            group, teacher = relating[steps % len(relating)]
+            relation = _relation_loss(state=state, config=config, group=group, teacher=teacher, device=device)
+            if relation is not None:
+                loss = loss + config.relation_weight * relation
+                relations.append(float(relation.detach()))
         state.learner_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.learner_optimizer.step()
@@ -370,7 +384,34 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device) 
         else:
             stale += 1
         steps += 1
-    return {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+    summary = {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+    if relations:
+        summary["relation"] = float(np.mean(relations))
+    return summary
+
+
+def _relation_loss(
+    *, state: _RunState, config: MetaTrainConfig, group: str, teacher: TaskModel, device: torch.device
+) -> torch.Tensor | None:
+    """Relational distillation of ``teacher`` on memory images it recovered, seen through replay's augmentation."""
+    images = state.memory.sample_group(group=group, count=config.relation_images)
+    if len(images) < 2:
+        return None
+    images = _replay_view(images=images, config=config).to(device)
+    with torch.no_grad(), HeadInput(teacher) as head:
+        teacher(images)
+    if head.features is None:
+        return None
+    return relation_distance(learner_features=state.learner.features(images), teacher_features=head.features)
+
+
+def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tensor:
+    """Memory images as replay shows them: colour jitter and random pose, when switched on."""
+    if config.replay_colour_jitter:
+        images = colour_jitter(images)
+    if config.replay_pose > 0:
+        images = augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100)
+    return images
 
 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
@@ -380,13 +421,7 @@ def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device)
         groups = state.memory.groups_with(n_way=config.n_way, per_class=config.k_shot + config.q_queries)
         group = groups[int(torch.randint(len(groups), ()))] if groups else None
     episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries, group=group)
-    support, query = episode.support_images, episode.query_images
-    if config.replay_colour_jitter:
-        support, query = colour_jitter(support), colour_jitter(query)
-    if config.replay_pose > 0:
-        support, query = (
-            augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100) for images in (support, query)
-        )
+    support, query = _replay_view(images=episode.support_images, config=config), _replay_view(images=episode.query_images, config=config)
     batch = {
         "support_images": support.to(device),
         "support_labels": episode.support_labels.to(device),
