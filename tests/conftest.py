@@ -62,7 +62,8 @@ if "huggingface_hub" in sys.modules:
 
 
 # The tests run small tensors, where thread hand-offs cost more than they save (several times slower on
-# two shared cores), and one thread makes results the same on every machine.
+# two shared cores). One thread does not make results the same on every machine (kernels and CPU features
+# differ), so a test of a learned quality asks for a margin measured over several seeds, not an exact value.
 torch.set_num_threads(1)
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.func import functional_call
 from test_free_teachers import glyphs
 
 from freehub.data import EpisodeSampler, SplitData
 from freehub.errors import CheckpointError, ConfigError
-from freehub.free.episodic import maml_episode, protonet_episode, task_logits
+from freehub.free.episodic import adapt_parameters, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import evaluate_fewshot
 from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner, save_learner
 
@@ -88,10 +89,20 @@ def test_evaluation_is_repeatable_leaves_the_learner_unchanged_and_reports_its_i
     assert first.bn_mode == "batch" and first.method == "finetune" and first.n_episodes == 6
 
 
-def test_a_head_of_another_width_is_replaced_for_evaluation(data: SplitData) -> None:
+def test_a_head_of_another_width_starts_from_zeros_and_leaves_the_learners_head_untouched(data: SplitData) -> None:
+    torch.manual_seed(0)
     learner = build_learner(spec=LearnerSpec(conv_width=8, n_way=5))
-    result = evaluate_fewshot(learner=learner, data=data.val, n_way=3, k_shot=1, episodes=2, q_queries=2, seed=0, steps=1)
-    assert result.n_way == 3 and 0.0 <= result.mean <= 1.0
+    head = copy.deepcopy(learner.head.state_dict())
+    images, labels = data.val.as_float()[:6], torch.arange(6) % 3
+    unadapted = adapt_parameters(learner=learner, images=images, labels=labels, steps=0, lr=0.1, n_way=3, create_graph=False)
+    torch.testing.assert_close(functional_call(learner, unadapted, (images,)), torch.zeros(6, 3), rtol=0, atol=0)
+    # Uniform logits tie on every query and argmax takes the first class: a third of a balanced 3-way episode.
+    untrained = evaluate_fewshot(learner=learner, data=data.val, n_way=3, k_shot=1, episodes=4, q_queries=2, seed=0, steps=0)
+    assert untrained.n_way == 3 and untrained.accuracies == pytest.approx((1 / 3,) * 4)
+    adapted = evaluate_fewshot(learner=learner, data=data.val, n_way=3, k_shot=1, episodes=4, q_queries=2, seed=0, steps=2)
+    assert adapted.accuracies != untrained.accuracies
+    assert learner.head.out_features == 5
+    assert all(torch.equal(head[name], value) for name, value in learner.head.state_dict().items())
 
 
 def test_task_logits_read_a_teacher_task_through_the_first_head_rows() -> None:
