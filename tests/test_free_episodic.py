@@ -115,13 +115,16 @@ def test_a_head_of_another_width_starts_from_zeros_and_leaves_the_learners_head_
     assert all(torch.equal(head[name], value) for name, value in learner.head.state_dict().items())
 
 
-def test_task_logits_read_a_teacher_task_through_the_first_head_rows() -> None:
+def test_task_logits_of_a_maml_learner_are_prototype_logits_that_leave_the_head_alone() -> None:
     learner = build_learner(spec=LearnerSpec(conv_width=8, n_way=5))
-    images = torch.rand(6, 3, 32, 32)
-    logits = task_logits(learner=learner, images=images, labels=torch.arange(6) % 3, num_classes=3)
-    torch.testing.assert_close(logits, learner(images)[:, :3])
-    with pytest.raises(ConfigError):
-        task_logits(learner=learner, images=images, labels=torch.arange(6) % 6, num_classes=6)
+    images, labels = torch.rand(12, 3, 32, 32), torch.arange(12) % 6
+    logits = task_logits(learner=learner, images=images, labels=labels, num_classes=6)
+    features = learner.features(images)
+    prototypes = torch.stack([features[labels == c].mean(dim=0) for c in range(6)])
+    torch.testing.assert_close(logits, -torch.cdist(features, prototypes).pow(2))
+    logits.logsumexp(dim=1).sum().backward()
+    assert learner.head.weight.grad is None and learner.head.bias.grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.backbone.parameters())
 
 
 def test_saved_learner_loads_back_identically(tmp_path: Path) -> None:

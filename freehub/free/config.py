@@ -64,6 +64,8 @@ class MetaTrainConfig:
     bn_prior_weight: float = 0.0
     tv_weight: float = 0.0
     l2_weight: float = 0.0
+    # Weight of the mean same-class cosine similarity of the teacher's features (spreads each class).
+    diversity_weight: float = 0.0
     aug_shift: float = 0.125
     aug_flip: bool = False
     aug_rotate: float = 0.0
@@ -100,6 +102,10 @@ class MetaTrainConfig:
     # Per-image random greyscale and per-channel contrast/brightness in replay episodes, so that an
     # episode cannot be solved by the colour style of the teacher that recovered a class.
     replay_colour_jitter: bool = True
+    # Per-image random pose in replay episodes: rotation up to this many degrees, with zoom up to
+    # ``replay_pose / 100`` and shifts up to 1/10 of the width (0: off). Support and query images of a
+    # class get independent poses, so the learner must recognise the class, not one recovered pattern.
+    replay_pose: float = 0.0
     # Fraction of replay episodes whose classes all come from one teacher (the rest mix teachers).
     replay_within_teacher: float = 0.0
     patience: int = 5
@@ -169,9 +175,11 @@ class MetaTrainConfig:
         for name in ("adv_temperature", "adv_cap", "pixel_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("tv_weight", "l2_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
+        for name in ("tv_weight", "l2_weight", "diversity_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if not 0 <= self.replay_pose <= 45:
+            raise ConfigError(f"replay_pose must be in [0, 45] degrees, got {self.replay_pose}")
         if not 0 <= self.replay_within_teacher <= 1:
             raise ConfigError(f"replay_within_teacher must be in [0, 1], got {self.replay_within_teacher}")
         if not 0 <= self.min_teacher_acc <= 1:
@@ -218,6 +226,7 @@ class MetaTrainConfig:
             l2_weight=self.l2_weight,
             adv_temperature=self.adv_temperature,
             adv_cap=self.adv_cap,
+            diversity_weight=self.diversity_weight,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 Distilling from a teacher with ``C`` classes (the BELL alignment step and FIVE's adversarial term)
 uses the episodic formulation: a teacher's task *is* a ``C``-way episode whose labels are the
-teacher's own class order. MAML trains a head initialisation that is meant for arbitrary label
-orders (every replay episode relabels its classes 0..N-1 at random), so the learner's logits over
-the teacher's classes are its first ``C`` head rows; the trainer hands it tasks of at most
-``n_way`` classes, slicing larger teachers. A ProtoNet learner has no head: its logits are negative
-squared distances to the prototypes of the task's own images, grouped by their target labels.
+teacher's own class order, and the learner's logits over it are negative squared distances to the
+prototypes of the task's own images, grouped by their target labels. For ProtoNet that is its own
+rule. For MAML it is a prototype-initialised head (rows ``2c_k``, biases ``-|c_k|^2`` give the same
+softmax): MAML's meta-learned head is meant for arbitrary label orders, because every replay episode
+relabels its classes at random, so tying teacher class ``i`` to head row ``i`` would pull each row
+towards unrelated classes from one step to the next. Distillation therefore shapes the features only.
 """
 
 from __future__ import annotations
@@ -113,16 +114,12 @@ def task_logits(
 ) -> torch.Tensor:
     """The learner's logits over a teacher's ``num_classes`` classes for images generated for ``labels``.
 
-    See the module docstring for why the first head rows (MAML) or in-batch prototypes (ProtoNet).
-    ``scaled`` divides ProtoNet's squared distances by the feature dimension (a mean per feature):
-    raw distances run to hundreds, so a divergence from a teacher's logits of a few units would
-    mostly ask the learner to shrink its embedding rather than to order the classes as the teacher does.
+    Prototype logits on the learner's features for every algorithm (see the module docstring for
+    why MAML's head is left out). ``scaled`` divides the squared distances by the feature dimension
+    (a mean per feature): raw distances run to hundreds, so a divergence from a teacher's logits of a
+    few units would mostly ask the learner to shrink its embedding rather than to order the classes
+    as the teacher does.
     """
-    head = getattr(learner, "head", None)
-    if head is not None:
-        if num_classes > head.out_features:
-            raise ConfigError(f"a {num_classes}-class task does not fit a {head.out_features}-way head")
-        return learner(images)[:, :num_classes]
     features = learner.features(images)
     logits = prototype_logits(support_features=features, support_labels=labels, query_features=features, n_way=num_classes)
     return logits / features.shape[1] if scaled else logits

@@ -61,6 +61,7 @@ class InversionSettings:
     l2_weight: float = 0.0
     adv_temperature: float = 1.0
     adv_cap: float = 1.0
+    diversity_weight: float = 0.0
 
 
 @dataclass
@@ -152,6 +153,44 @@ class BatchNormPrior:
         self._terms.append(torch.linalg.vector_norm(mean - module.running_mean) + torch.linalg.vector_norm(var - module.running_var))
 
 
+class HeadInput:
+    """A forward hook on a teacher's classification layer that keeps what it was given: the
+    teacher's own image features, whatever its architecture. Inactive when the spec names no head."""
+
+    def __init__(self, teacher: TaskModel) -> None:
+        names = {name.rsplit(".", 1)[0] for name in teacher.spec.head_names if "." in name}
+        self._module = teacher.network.get_submodule(names.pop()) if len(names) == 1 else None
+        self._handle: Any = None
+        self.features: torch.Tensor | None = None
+
+    def __enter__(self) -> HeadInput:
+        if self._module is not None:
+            self._handle = self._module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        self.features = inputs[0].flatten(1)
+
+
+def same_class_similarity(*, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity between the features of different images with the same label.
+
+    Minimising it spreads a class's images over the teacher's feature space instead of letting
+    them collapse onto one pattern the teacher is sure about (a light form of CMI's contrastive term).
+    """
+    unit = F.normalize(features, dim=1)
+    similarity = unit @ unit.t()
+    pairs = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    if not pairs.any():
+        return similarity.new_zeros(())
+    return similarity[pairs].mean()
+
+
 def teacher_view(images: torch.Tensor, *, teacher: TaskModel) -> torch.Tensor:
     """``images`` as ``teacher`` perceives them, still RGB: grey (luminance) for a one-channel teacher.
 
@@ -178,12 +217,15 @@ def _inversion_loss(
     settings: InversionSettings,
     prior: BatchNormPrior,
     adversary: Adversary | None,
+    head: HeadInput | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The inversion objective of one step; returns (loss, teacher logits, BN distance or None)."""
     views = augment(images, shift=settings.aug_shift, flip=settings.aug_flip, rotate=settings.aug_rotate, scale=settings.aug_scale)
     prior.reset()
     teacher_logits = teacher(views)
     loss = F.cross_entropy(teacher_logits, labels)
+    if settings.diversity_weight > 0 and head is not None and head.features is not None:
+        loss = loss + settings.diversity_weight * same_class_similarity(features=head.features, labels=labels)
     bn_loss = prior.loss() if prior.active else None
     if settings.bn_weight > 0 and bn_loss is not None:
         loss = loss + settings.bn_weight * bn_loss
@@ -228,11 +270,11 @@ def recover_task(
     )
     generator.train()
     teacher.eval()
-    with BatchNormPrior(teacher) as prior:
+    with BatchNormPrior(teacher) as prior, HeadInput(teacher) as head:
         for _ in range(settings.steps):
             images = teacher_view(generator(z), teacher=teacher)
             loss, teacher_logits, bn_loss = _inversion_loss(
-                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary
+                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary, head=head
             )
             grads = torch.autograd.grad(loss, params + [z])
             for tensor, grad in zip(params + [z], grads):
@@ -264,11 +306,11 @@ def recover_pixels(
     logits = (torch.randn(settings.images_per_task, 3, image_size, image_size, device=device) * 0.5).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=settings.lr, betas=settings.betas)
     teacher.eval()
-    with BatchNormPrior(teacher) as prior:
+    with BatchNormPrior(teacher) as prior, HeadInput(teacher) as head:
         for _ in range(settings.steps):
             images = teacher_view(torch.sigmoid(logits), teacher=teacher)
             loss, teacher_logits, bn_loss = _inversion_loss(
-                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary
+                images=images, labels=labels, teacher=teacher, settings=settings, prior=prior, adversary=adversary, head=head
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -42,7 +42,7 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, recover_from_scratch, recover_pixels
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
@@ -383,6 +383,10 @@ def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device)
     support, query = episode.support_images, episode.query_images
     if config.replay_colour_jitter:
         support, query = colour_jitter(support), colour_jitter(query)
+    if config.replay_pose > 0:
+        support, query = (
+            augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100) for images in (support, query)
+        )
     batch = {
         "support_images": support.to(device),
         "support_labels": episode.support_labels.to(device),
