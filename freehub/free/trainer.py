@@ -84,10 +84,13 @@ class _RunState:
 
 
 def resolve_device(*, name: str) -> torch.device:
-    """``"auto"``: CUDA when present, else CPU."""
+    """``"auto"``: CUDA when present, else CPU; :class:`ConfigError` for a CUDA device this machine lacks."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu or auto")
+    return device
 
 
 def meta_train(
