@@ -513,8 +513,9 @@ def _load_checkpoint(*, path: Path, config: MetaTrainConfig, teachers: Sequence[
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: report it as the user's problem
         raise TrainingError(f"cannot read checkpoint {path}: {error}") from error
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} has checkpoint format {found}, expected {CHECKPOINT_FORMAT}")
     saved = MetaTrainConfig.from_dict(checkpoint["config"]).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
     if changed:
