@@ -85,3 +85,14 @@ _ORG_NUMBERS = itertools.count()
 def hub_org() -> str:
     """A fresh organisation name, so that each test's repos and searches are its own."""
     return f"org{next(_ORG_NUMBERS)}"
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The collect tests' four tiny timm and transformers teachers (see test_collect.build_zoo), built once.
+
+    Shared by every module: tests read the networks and copy ``files`` before changing them.
+    """
+    from test_collect import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))

@@ -111,11 +111,6 @@ def write_repo(folder: Path, files: dict[str, bytes]) -> None:
         (folder / name).write_bytes(data)
 
 
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Teacher]:
-    return build_zoo(tmp_path_factory.mktemp("zoo"))
-
-
 def _run(hub, registry: Registry, **kwargs):
     return collect(hub=hub, registry=registry, tags=("few-shot",), progress=False, workers=2, **kwargs)
 
