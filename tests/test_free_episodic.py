@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch.func import functional_call
-from test_free_teachers import glyphs
 
 from freehub.data import EpisodeSampler, SplitData
 from freehub.errors import CheckpointError, ConfigError
@@ -18,9 +17,9 @@ from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_learner, save_learner
 
 
-@pytest.fixture(scope="module")
-def data() -> SplitData:
-    return glyphs()
+@pytest.fixture
+def data(glyph_data: SplitData) -> SplitData:
+    return glyph_data
 
 
 def _train(learner: MetaLearner, data: SplitData, *, steps: int, first_order: bool = True) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_free_trainer import CONFIG, _records, _timeless, data, teachers  # noqa: F401 - fixtures
+from test_free_trainer import CONFIG, _records, _timeless
 
 from freehub.errors import TrainingError
 from freehub.free import meta_train
@@ -20,9 +20,9 @@ TWO = replace(CONFIG, iterations=2)
 
 
 @pytest.fixture(scope="module")
-def baseline(teachers, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811 - fixture
+def baseline(small_teachers, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("baseline")
-    meta_train(teachers=teachers, config=TWO, out_dir=run, progress=False)
+    meta_train(teachers=small_teachers, config=TWO, out_dir=run, progress=False)
     return run
 
 
@@ -34,8 +34,8 @@ def _differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return any(not torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-5) for name in a)
 
 
-def test_resume_without_a_checkpoint_starts_the_run_afresh(teachers, baseline: Path, tmp_path: Path) -> None:  # noqa: F811
-    resumed = meta_train(teachers=teachers, config=TWO, out_dir=tmp_path, resume=True, progress=False)
+def test_resume_without_a_checkpoint_starts_the_run_afresh(small_teachers, baseline: Path, tmp_path: Path) -> None:
+    resumed = meta_train(teachers=small_teachers, config=TWO, out_dir=tmp_path, resume=True, progress=False)
     assert resumed.iterations == 2
     assert _timeless(_records(tmp_path)) == _timeless(_records(baseline))
     assert not _differs(resumed.learner.state_dict(), _checkpoint(baseline)["learner"])
@@ -53,21 +53,21 @@ def _broken(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "not a checkpoint", "another format"])
 def test_resume_from_a_broken_checkpoint_is_a_training_error_that_keeps_the_run(
-    teachers, baseline: Path, tmp_path: Path, how: str  # noqa: F811
+    small_teachers, baseline: Path, tmp_path: Path, how: str
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(baseline, run)
     _broken(run / "checkpoint.pt", how)
     kept = {name: (run / name).read_bytes() for name in ("metrics.jsonl", "checkpoint.pt", "config.json")}
     with pytest.raises(TrainingError, match="checkpoint"):
-        meta_train(teachers=teachers, config=replace(TWO, iterations=3), out_dir=run, resume=True, progress=False)
+        meta_train(teachers=small_teachers, config=replace(TWO, iterations=3), out_dir=run, resume=True, progress=False)
     assert {name: (run / name).read_bytes() for name in kept} == kept
 
 
-def test_a_maml_learner_meta_trains_with_its_head(teachers, tmp_path: Path) -> None:  # noqa: F811
+def test_a_maml_learner_meta_trains_with_its_head(small_teachers, tmp_path: Path) -> None:
     config = replace(TWO, algorithm="maml")
-    untrained = meta_train(teachers=teachers, config=replace(config, iterations=0), out_dir=tmp_path / "init", progress=False)
-    trained = meta_train(teachers=teachers, config=config, out_dir=tmp_path / "run", progress=False)
+    untrained = meta_train(teachers=small_teachers, config=replace(config, iterations=0), out_dir=tmp_path / "init", progress=False)
+    trained = meta_train(teachers=small_teachers, config=config, out_dir=tmp_path / "run", progress=False)
     assert trained.learner.spec.algorithm == "maml" and trained.learner.head is not None
     assert _records(tmp_path / "run")[1]["episode_acc"] is not None
     assert _differs(untrained.learner.state_dict(), trained.learner.state_dict())
@@ -75,8 +75,8 @@ def test_a_maml_learner_meta_trains_with_its_head(teachers, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("knob", [{"generator_meta_rule": "reptile"}, {"bn_prior_weight": 1.0}])
-def test_a_meta_generator_knob_changes_the_trained_generator(teachers, baseline: Path, tmp_path: Path, knob) -> None:  # noqa: F811
+def test_a_meta_generator_knob_changes_the_trained_generator(small_teachers, baseline: Path, tmp_path: Path, knob) -> None:
     assert all(getattr(TWO, name) != value for name, value in knob.items())
-    meta_train(teachers=teachers, config=replace(TWO, **knob), out_dir=tmp_path, progress=False)
+    meta_train(teachers=small_teachers, config=replace(TWO, **knob), out_dir=tmp_path, progress=False)
     assert json.loads((tmp_path / "config.json").read_text()).items() >= knob.items()
     assert _differs(_checkpoint(tmp_path)["meta_generator"]["generator"], _checkpoint(baseline)["meta_generator"]["generator"])
