@@ -13,6 +13,7 @@ seed (a different draw per seed, the same draw for every call with that seed).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -221,12 +222,33 @@ def _data_name(spec: str) -> str:
 
 
 def save_evaluations(*, run_dir: str | os.PathLike[str], evaluations: Sequence[Evaluation]) -> Path:
-    """Merge ``evaluations`` into ``run_dir/evaluations.json``; a result on the same protocol replaces the old one."""
+    """Merge ``evaluations`` into ``run_dir/evaluations.json``; a result on the same protocol replaces the old one.
+
+    The file records the SHA-256 of the run's learner weights it was measured on. When the learner
+    has changed since (a run extended with ``--resume``), the old entries describe another model and
+    are dropped rather than merged.
+    """
+    from freehub.run_files import evaluated_learner_sha256  # it imports this module's names
+
     path = Path(run_dir) / EVALUATIONS_NAME
-    kept = [e for e in load_evaluations(run_dir=run_dir) if not any(e.same_protocol(n) and e.model == n.model for n in evaluations)]
-    document = {"format": EVALUATIONS_FORMAT, "evaluations": [asdict(e) for e in [*kept, *evaluations]]}
+    current = learner_sha256(run_dir=run_dir)
+    previous = load_evaluations(run_dir=run_dir) if evaluated_learner_sha256(run_dir=Path(run_dir)) == current else []
+    kept = [e for e in previous if not any(e.same_protocol(n) and e.model == n.model for n in evaluations)]
+    document = {"format": EVALUATIONS_FORMAT, "learner_sha256": current, "evaluations": [asdict(e) for e in [*kept, *evaluations]]}
     atomic_write_text(path, json.dumps(document, indent=2) + "\n")
     return path
+
+
+def learner_sha256(*, run_dir: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of the run's selected learner weights (``learner/learner.safetensors``), ``None`` without one."""
+    weights = Path(run_dir) / "learner" / "learner.safetensors"
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_evaluations(*, run_dir: str | os.PathLike[str]) -> list[Evaluation]:

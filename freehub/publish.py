@@ -28,11 +28,11 @@ from PIL import Image
 from freehub.atomic import atomic_write_text
 from freehub.card import REAL_IMAGES, render_learner_card
 from freehub.errors import CheckpointError, ConfigError, HubPermissionError, PublishError, RepoNotFoundError
-from freehub.evaluate import RANDOM, Evaluation
+from freehub.evaluate import RANDOM, Evaluation, learner_sha256
 from freehub.free.learners import MetaLearner, load_learner
 from freehub.hub import Hub, LocalHub, is_repo_id, open_hub
 from freehub.pretrained import export_learner, load_exported
-from freehub.run_files import ValPoint, latest_grids, read_evaluations, read_json_object, read_val_curve
+from freehub.run_files import ValPoint, evaluated_learner_sha256, latest_grids, read_evaluations, read_json_object, read_val_curve
 from freehub.sources import RunSources, read_sources
 
 IMAGES_FOLDER = "images"
@@ -160,6 +160,8 @@ def _model_evaluations(*, run: Path, no_results: bool) -> tuple[Evaluation, ...]
     """
     entries = read_evaluations(run_dir=run) or ()
     mine = tuple(entry for entry in entries if _names_run(entry.model, run))
+    if mine and evaluated_learner_sha256(run_dir=run) != learner_sha256(run_dir=run):
+        raise PublishError(f"{run}/evaluations.json was measured on another learner (the run changed since): evaluate it again with --save")
     if not mine and not no_results:
         others = sorted({entry.model for entry in entries})
         found = f" (it has evaluations of {', '.join(others[:3])} only)" if others else ""

@@ -22,6 +22,7 @@ from freehub.free.fewshot import METHODS as EVALUATION_METHODS
 
 _MAX_BYTES = 16 * 1024 * 1024
 _MAX_TEXT = 500
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _GRID = re.compile(r"iter(\d+)_teacher(\d+)\.png")
 
 
@@ -57,6 +58,18 @@ def read_evaluations(*, run_dir: Path) -> tuple[Evaluation, ...] | None:
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{path}: evaluation {index}: {error}") from error
     return tuple(entries)
+
+
+def evaluated_learner_sha256(*, run_dir: Path) -> str | None:
+    """The learner SHA-256 that ``run_dir/evaluations.json`` was measured on (``None``: no file or not recorded)."""
+    path = Path(run_dir) / EVALUATIONS_NAME
+    if not path.is_file():
+        return None
+    read_evaluations(run_dir=run_dir)  # refuses a file that does not check out
+    value = json.loads(path.read_text(encoding="utf-8")).get("learner_sha256")
+    if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
+        raise ConfigError(f"{path}: learner_sha256 must be 64 lowercase hex digits")
+    return value
 
 
 def parse_evaluation(item: Any) -> Evaluation:

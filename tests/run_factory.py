@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from freehub.data import save_grid
+from freehub.evaluate import learner_sha256
 from freehub.free import MetaTrainConfig
 from freehub.free.learners import LearnerSpec, build_learner, save_learner
 from freehub.sources import RunSources, SkippedSource, SourceModel, TeacherSource
@@ -57,9 +58,11 @@ EVALUATIONS = [
 
 
 def write_evaluations(run_dir: Path, entries: list[dict[str, Any]]) -> None:
-    """Write ``entries`` as ``run_dir/evaluations.json``, with :data:`THIS_RUN` replaced by ``run_dir``."""
+    """Write ``entries`` as ``run_dir/evaluations.json``, with :data:`THIS_RUN` replaced by ``run_dir``,
+    measured on the run's current learner."""
     filled = [{**entry, "model": str(run_dir)} if isinstance(entry, dict) and entry.get("model") == THIS_RUN else entry for entry in entries]
-    (run_dir / "evaluations.json").write_text(json.dumps({"format": 1, "evaluations": filled}))
+    document = {"format": 1, "learner_sha256": learner_sha256(run_dir=run_dir), "evaluations": filled}
+    (run_dir / "evaluations.json").write_text(json.dumps(document))
 
 
 def make_run(

@@ -16,6 +16,7 @@ from freehub.evaluate import (
     Evaluation,
     EvaluationRequest,
     evaluate_models,
+    learner_sha256,
     load_evaluations,
     load_model,
     paired_difference,
@@ -104,6 +105,18 @@ def test_saved_evaluations_load_back_and_replace_the_same_protocol(tmp_path: Pat
     newer = Evaluation(**{**first.__dict__, "mean": 0.55})
     save_evaluations(run_dir=tmp_path, evaluations=[newer])
     assert sorted((e.k_shot, e.mean) for e in load_evaluations(run_dir=tmp_path)) == [(1, 0.55), (5, 0.7)]
+
+
+def test_saved_evaluations_of_an_earlier_learner_are_dropped_when_the_learner_changes(tmp_path: Path) -> None:
+    save_learner(learner=build_learner(spec=LearnerSpec(conv_width=8, algorithm="protonet")), directory=tmp_path / "learner")
+    first = Evaluation(model="run", data="glyphs", split="test", n_way=5, k_shot=1, q_queries=15, episodes=600, seed=0,
+                       mean=0.5, ci95=0.01, method="protonet", bn_mode="batch")
+    save_evaluations(run_dir=tmp_path, evaluations=[first, Evaluation(**{**first.__dict__, "k_shot": 5, "mean": 0.7})])
+    torch.manual_seed(1)
+    save_learner(learner=build_learner(spec=LearnerSpec(conv_width=8, algorithm="protonet")), directory=tmp_path / "learner")
+    save_evaluations(run_dir=tmp_path, evaluations=[Evaluation(**{**first.__dict__, "mean": 0.55})])
+    assert [(e.k_shot, e.mean) for e in load_evaluations(run_dir=tmp_path)] == [(1, 0.55)]
+    assert json.loads((tmp_path / "evaluations.json").read_text())["learner_sha256"] == learner_sha256(run_dir=tmp_path)
 
 
 def test_cli_prints_json_and_saves_into_the_run(folder: Path, run_dir: Path) -> None:

@@ -137,3 +137,7 @@ def test_config_round_trips_and_rejects_bad_knobs() -> None:
         replace(CONFIG, image_size=30).validate()
     with pytest.raises(ConfigError):
         MetaTrainConfig.from_dict({"not_a_knob": 1})
+    with pytest.raises(ConfigError):
+        replace(CONFIG, replay_pose=90.0).validate()
+    with pytest.raises(ConfigError):
+        replace(CONFIG, diversity_weight=-1.0).validate()

@@ -166,6 +166,18 @@ def test_evaluations_of_other_models_count_as_none(tmp_path: Path) -> None:
         push_learner(run_dir=run, repo_id="lab/free", hub=tmp_path / "hub")
 
 
+def test_evaluations_of_an_earlier_learner_are_refused(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "run")
+    make_run(tmp_path / "extended", seed=1, evaluations=None)
+    # What a resumed, extended run does: a new learner beside the old evaluations.
+    (run / "learner" / "learner.safetensors").write_bytes((tmp_path / "extended" / "learner" / "learner.safetensors").read_bytes())
+
+    code, _, err = _push(["--model", str(run), "--repo", "lab/free", "--hub", str(tmp_path / "hub")], capsys)
+
+    _refused(code, err, "measured on another learner")
+    assert not (tmp_path / "hub" / "lab").exists()
+
+
 def test_only_this_runs_evaluations_reach_the_card(tmp_path: Path) -> None:
     oracle = evaluation(model=str(tmp_path / "oracle"), mean=0.9, ci95=0.01)
     run = make_run(tmp_path / "run", evaluations=[*EVALUATIONS, oracle])
