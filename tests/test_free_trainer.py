@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_free_teachers import fit_split, glyphs, train_teacher
 from torch import nn
 
 from freehub.data import SplitData
@@ -43,16 +42,15 @@ CONFIG = MetaTrainConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def data() -> SplitData:
-    return glyphs()
+@pytest.fixture
+def data(glyph_data: SplitData) -> SplitData:
+    return glyph_data
 
 
-@pytest.fixture(scope="module")
-def teachers(data: SplitData) -> list[TaskModel]:
+@pytest.fixture
+def teachers(small_teachers: list[TaskModel]) -> list[TaskModel]:
     # Classes 3 and 4 belong to two teachers; the third teacher has more classes than n_way.
-    class_sets = [range(0, 5), range(3, 8), range(8, 15)]
-    return [train_teacher(task=fit_split(data.train.select_classes(list(c)))[0], seed=i, steps=25, width=8) for i, c in enumerate(class_sets)]
+    return small_teachers
 
 
 def _records(run_dir: Path) -> list[dict]:

@@ -84,10 +84,13 @@ class _RunState:
 
 
 def resolve_device(*, name: str) -> torch.device:
-    """``"auto"``: CUDA when present, else CPU."""
+    """``"auto"``: CUDA when present, else CPU; :class:`ConfigError` for a CUDA device this machine lacks."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu or auto")
+    return device
 
 
 def meta_train(
@@ -545,8 +548,9 @@ def _load_checkpoint(*, path: Path, config: MetaTrainConfig, teachers: Sequence[
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: report it as the user's problem
         raise TrainingError(f"cannot read checkpoint {path}: {error}") from error
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} has checkpoint format {found}, expected {CHECKPOINT_FORMAT}")
     saved = MetaTrainConfig.from_dict(checkpoint["config"]).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
     if changed:
