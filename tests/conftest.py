@@ -62,7 +62,8 @@ if "huggingface_hub" in sys.modules:
 
 
 # The tests run small tensors, where thread hand-offs cost more than they save (several times slower on
-# two shared cores), and one thread makes results the same on every machine.
+# two shared cores). One thread does not make results the same on every machine (kernels and CPU features
+# differ), so a test of a learned quality asks for a margin measured over several seeds, not an exact value.
 torch.set_num_threads(1)
 
 
@@ -84,3 +85,50 @@ _ORG_NUMBERS = itertools.count()
 def hub_org() -> str:
     """A fresh organisation name, so that each test's repos and searches are its own."""
     return f"org{next(_ORG_NUMBERS)}"
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The collect tests' four tiny timm and transformers teachers (see test_collect.build_zoo), built once.
+
+    Shared by every module: tests read the networks and copy ``files`` before changing them.
+    """
+    from test_collect import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def glyph_data():
+    """The glyph splits the FREE tests use (see test_free_teachers.glyphs), loaded once."""
+    from test_free_teachers import glyphs
+
+    return glyphs()
+
+
+@pytest.fixture(scope="session")
+def small_teachers(glyph_data) -> list:
+    """Three small Conv4 teachers on meta-train glyph classes, trained once for every FREE test that
+    only needs real teachers. Classes 3 and 4 belong to two teachers; the third has more classes than n_way."""
+    from test_free_teachers import fit_split, train_teacher
+
+    class_sets = [range(0, 5), range(3, 8), range(8, 15)]
+    return [
+        train_teacher(task=fit_split(glyph_data.train.select_classes(list(c)))[0], seed=i, steps=25, width=8)
+        for i, c in enumerate(class_sets)
+    ]
+
+
+@pytest.fixture(scope="session")
+def glyph_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder Hub holding the embedded zoo in small (org ``e2e``: 5 teachers, 20 steps), built once.
+
+    Tests that collect from it only read it; a test that writes to a Hub copies it first.
+    """
+    from freehub.data import load_glyphs
+    from freehub.hub import LocalHub
+    from freehub.zoo import build_zoo
+
+    root = tmp_path_factory.mktemp("glyph-zoo")
+    build_zoo(hub=LocalHub(root=root), org="e2e", teachers=5, seed=0, data=load_glyphs(size=32), train_steps=20)
+    return root

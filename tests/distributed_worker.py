@@ -43,6 +43,7 @@ CONFIG = MetaTrainConfig(
     k_shot=1,
     q_queries=2,
     episodes_per_step=2,
+    relation_weight=1.0,  # rank 0 alone adds the relation term: covered here too
     patience=1,
     max_replay_steps=2,
     val_every=2,

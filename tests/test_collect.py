@@ -11,7 +11,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import timm
 import torch
 import typer
@@ -109,11 +108,6 @@ def write_repo(folder: Path, files: dict[str, bytes]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Teacher]:
-    return build_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 def _run(hub, registry: Registry, **kwargs):

@@ -16,7 +16,7 @@ import pytest
 from freehub.collect import collect
 from freehub.hub import LocalHub
 from freehub.registry import Registry
-from test_collect import build_zoo, write_repo
+from test_collect import write_repo
 
 _COLLECT_SCRIPT = """
 import sys
@@ -53,8 +53,7 @@ def _assert_consistent(root: Path) -> Registry:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="SIGKILL is POSIX")
-def test_a_killed_collect_leaves_a_consistent_registry(tmp_path: Path) -> None:
-    zoo = build_zoo(tmp_path / "zoo")
+def test_a_killed_collect_leaves_a_consistent_registry(zoo, tmp_path: Path) -> None:
     for i in range(_REPOS):
         teacher = zoo["birds"] if i % 2 else zoo["cats"]
         write_repo(tmp_path / "hub" / "crash" / f"teacher-{i:02d}", teacher.files)

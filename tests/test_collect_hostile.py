@@ -24,7 +24,6 @@ from freehub.hub import RemoteHub, RetryPolicy, open_hub
 from freehub.limits import Limits, Timeouts
 from freehub.registry import Registry
 from hub_server import HubServer
-from test_collect import build_zoo
 from test_hub import READ_TOKEN
 
 
@@ -36,11 +35,6 @@ class _Marker:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory: pytest.TempPathFactory):
-    return build_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from freehub.collect import collect
 from freehub.hub import LocalHub
 from freehub.registry import Registry
-from test_collect import build_zoo, publish_to_folder
+from test_collect import publish_to_folder
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork is POSIX")
 _FORK = multiprocessing.get_context("fork")
@@ -40,8 +40,7 @@ def _run(target, *args) -> None:
     assert [process.exitcode for process in processes] == [0] * len(processes)
 
 
-def test_two_collect_runs_on_one_registry_register_each_model_once(tmp_path: Path) -> None:
-    zoo = build_zoo(tmp_path / "zoo")
+def test_two_collect_runs_on_one_registry_register_each_model_once(zoo, tmp_path: Path) -> None:
     for org in ("a", "b"):
         publish_to_folder(tmp_path / "hub", org=org, teachers=zoo)
     results = _FORK.Queue()

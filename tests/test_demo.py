@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from huggingface_hub import ModelCard
 
+from freehub.cli.app import main
 from freehub.hub import LocalHub
 from freehub.pipeline import DEMO_ORG, DemoSettings, run_demo
 
@@ -49,3 +51,22 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
         after = (out / run / "metrics.jsonl").read_bytes()
         assert after.startswith(before) and after != before, run
         assert [json.loads(line)["iteration"] for line in after.decode().splitlines()] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_the_demo_command_reuses_a_complete_zoo_and_prints_the_comparison(glyph_zoo: Path, tmp_path: Path, capsys) -> None:
+    # The session's zoo in small, under the demo's organisation, stands for a zoo an earlier demo built.
+    shutil.copytree(glyph_zoo / "e2e", tmp_path / "demo" / "hub" / DEMO_ORG)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--out", str(tmp_path / "demo"), "--teachers", "5", "--iterations", "1", "--episodes", "2",
+              "--config", str(config), "--seed", "3", "--json"])
+    assert stop.value.code in (None, 0)
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{\n"):])
+    assert result["skipped"][0].startswith("freehub zoo build") and len(result["commands"]) == 5
+    assert all("--seed 3" in command for command in result["commands"] if " meta-train " in command)
+    assert {e["model"] for e in result["evaluations"]} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "random"}
+    assert {e["k_shot"] for e in result["evaluations"]} == {1, 5} and {e["episodes"] for e in result["evaluations"]} == {2}
+    assert Path(result["card"]).is_file()

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from freehub.cli.app import app, main
-from freehub.data import load_glyphs
-from freehub.hub import LocalHub
-from freehub.zoo import build_zoo
 
-ORG = "e2e"
 TINY_RUN = {
     "generator_width": 16,
     "images_per_task": 10,
@@ -34,16 +31,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def zoo_hub(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    build_zoo(hub=LocalHub(root=root), org=ORG, teachers=5, seed=0, data=load_glyphs(size=32), train_steps=20)
-    return root
-
-
-@pytest.fixture(scope="module")
-def registry(zoo_hub, tmp_path_factory) -> Path:
+def registry(glyph_zoo, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("registry")
-    done = runner.invoke(app, ["collect", "--hub", str(zoo_hub), "--registry", str(folder), "--json"])
+    done = runner.invoke(app, ["collect", "--hub", str(glyph_zoo), "--registry", str(folder), "--json"])
     assert done.exit_code == 0, done.output
     return folder
 
@@ -60,8 +50,8 @@ def test_collect_registers_every_teacher_of_the_zoo(registry: Path) -> None:
     assert {m["library"] for m in listed["models"]} == {"timm", "transformers"}
 
 
-def test_second_collect_changes_nothing(zoo_hub: Path, registry: Path) -> None:
-    report = _invoke_json(["collect", "--hub", str(zoo_hub), "--registry", str(registry), "--json"])
+def test_second_collect_changes_nothing(glyph_zoo: Path, registry: Path) -> None:
+    report = _invoke_json(["collect", "--hub", str(glyph_zoo), "--registry", str(registry), "--json"])
     assert report["collected"] == [] and len(report["already_present"]) == 5
 
 
@@ -73,12 +63,15 @@ def test_meta_train_runs_and_resumes_from_the_registry(registry: Path, tmp_path:
     base = ["meta-train", "--registry", str(registry), "--out", str(run), "--config", str(config), "--val-data", "glyphs"]
     first = _invoke_json([*base, "--iterations", "2", "--json"])
     assert first["iterations"] == 2 and first["best_val"] is not None
+    logged = (run / "metrics.jsonl").read_bytes()
     resumed = _invoke_json([*base, "--iterations", "3", "--resume", "--json"])
     assert resumed["iterations"] == 3
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["generator_width"] == 16 and resolved["iterations"] == 3
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in records] == [0, 1, 2]
+    # A restart from scratch would rewrite the first run's lines (their timings differ): resuming keeps them.
+    metrics = (run / "metrics.jsonl").read_bytes()
+    assert metrics.startswith(logged) and metrics != logged
+    assert [json.loads(line)["iteration"] for line in metrics.decode().splitlines()] == [0, 1, 2]
     assert list((run / "grids").glob("*.png"))
 
 
@@ -108,8 +101,14 @@ def test_collect_from_a_dead_endpoint_is_one_line_error(tmp_path: Path, capsys) 
 
 
 def test_meta_validation_on_the_teachers_own_classes_is_refused(registry: Path, tmp_path: Path, capsys) -> None:
-    # Split 1 of the glyph set puts some of split 0's meta-train alphabets, which the zoo learned, in meta-val.
+    # A folder of classes named like the zoo's labels: whichever the split seed puts in meta-val, the teachers know them.
+    listed = _invoke_json(["registry", "list", "--registry", str(registry), "--json"])
+    labels = sorted({label for model in listed["models"] for label in model["label_names"]})[:8]
+    for label in labels:
+        (tmp_path / "val" / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (len(label) * 20 % 256, 0, 0)).save(tmp_path / "val" / label / "0.png")
     with pytest.raises(SystemExit) as stop:
-        main(["meta-train", "--registry", str(registry), "--out", str(tmp_path / "run"), "--val-data", "glyphs", "--split-seed", "1"])
+        main(["meta-train", "--registry", str(registry), "--out", str(tmp_path / "run"), "--val-data", str(tmp_path / "val"),
+              "--split-seed", "1"])
     assert stop.value.code == 2
     assert "classes the teachers were trained on" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from freehub.free.align import alignment_gradient
-from freehub.free.losses import kl_divergence
+from freehub.free.losses import kl_divergence, relation_distance
 
 
 class _Point(nn.Module):
@@ -100,3 +100,13 @@ def test_kl_is_positive_asymmetric_and_matches_its_definition() -> None:
     torch.testing.assert_close(value, (p * (log_p - log_q)).sum(1))
     assert (value > 0).all()
     assert not torch.allclose(value, kl_divergence(teacher_logits=learner, learner_logits=teacher))
+
+
+def test_relation_distance_compares_similarity_structure_across_widths() -> None:
+    torch.manual_seed(0)
+    teacher = torch.rand(10, 48)
+    # The same geometry in another width (an orthogonal embedding plus scale) is at distance zero.
+    rotation, _ = torch.linalg.qr(torch.randn(64, 64))
+    same = 3.0 * torch.cat([teacher, torch.zeros(10, 16)], dim=1) @ rotation
+    assert float(relation_distance(learner_features=same, teacher_features=teacher)) < 1e-10
+    assert float(relation_distance(learner_features=torch.rand(10, 64), teacher_features=teacher)) > 1e-3

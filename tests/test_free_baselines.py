@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_free_teachers import glyphs, train_teacher
 from test_free_trainer import CONFIG
 
 from freehub.data import SplitData
@@ -21,14 +20,14 @@ from freehub.task_model import TaskModel
 SETTINGS = InversionSettings(steps=3, images_per_task=10, lr=0.05)
 
 
-@pytest.fixture(scope="module")
-def data() -> SplitData:
-    return glyphs()
+@pytest.fixture
+def data(glyph_data: SplitData) -> SplitData:
+    return glyph_data
 
 
-@pytest.fixture(scope="module")
-def teachers(data: SplitData) -> list[TaskModel]:
-    return [train_teacher(task=data.train.select_classes(range(5 * i, 5 * i + 5)), seed=i, steps=20, width=8) for i in range(3)]
+@pytest.fixture
+def teachers(small_teachers: list[TaskModel]) -> list[TaskModel]:
+    return small_teachers
 
 
 @pytest.mark.parametrize("mode", ["scratch-generator", "pixels"])

@@ -32,7 +32,7 @@ from freehub.free.trainer import meta_train
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 FEATURE_ATOL = 0.02
-_NOT_COMPARED = ("seconds", "recovery_seconds", "recovery_wall_seconds", "inversion_loss", "bn_loss", "align_kl", "episode_loss", "world_size")
+_NOT_COMPARED = ("seconds", "recovery_seconds", "recovery_wall_seconds", "inversion_loss", "bn_loss", "align_kl", "episode_loss", "relation", "world_size")
 
 
 def _torchrun(*args: str, nproc: int = 2) -> subprocess.Popen:

@@ -106,3 +106,12 @@ def test_groups_survive_a_state_dict_round_trip() -> None:
     clone = TaskMemory()
     clone.load_state_dict(memory.state_dict())
     assert clone.groups_with(n_way=2, per_class=2) == ["t0"]
+
+
+def test_group_samples_come_from_that_sources_classes_only() -> None:
+    memory = TaskMemory(max_per_class=10)
+    memory.add(images=_images(4, 0.2), labels=torch.tensor([0, 1] * 2), keys=["a", "b"], group="t0")
+    memory.add(images=_images(4, 0.8), labels=torch.tensor([0, 1] * 2), keys=["c", "d"], group="t1")
+    picked = memory.sample_group(group="t1", count=3, generator=torch.Generator().manual_seed(0))
+    assert picked.shape == (3, 3, 8, 8) and torch.allclose(picked, torch.full_like(picked, 0.8), atol=1 / 255)
+    assert len(memory.sample_group(group="t1", count=50)) == 4 and len(memory.sample_group(group="unknown", count=5)) == 0

@@ -58,7 +58,8 @@ def train_teacher(*, task: ImageSet, seed: int, steps: int = 60, width: int = 16
     network = nn.Sequential(Conv4(width=width), nn.Linear(width * 4, task.num_classes))
     _fit(network, task, steps=steps, seed=seed)
     spec = ModelSpec(
-        library="torch", architecture=f"conv4-w{width}", label_names=task.class_names, input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3
+        library="torch", architecture=f"conv4-w{width}", label_names=task.class_names, input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
+        head_names=("1.weight", "1.bias"),
     )
     return TaskModel(network=network, spec=spec).eval()
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_free_teachers import fit_split, glyphs, train_teacher
 from torch import nn
 
 from freehub.data import SplitData
@@ -43,16 +42,15 @@ CONFIG = MetaTrainConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def data() -> SplitData:
-    return glyphs()
+@pytest.fixture
+def data(glyph_data: SplitData) -> SplitData:
+    return glyph_data
 
 
-@pytest.fixture(scope="module")
-def teachers(data: SplitData) -> list[TaskModel]:
+@pytest.fixture
+def teachers(small_teachers: list[TaskModel]) -> list[TaskModel]:
     # Classes 3 and 4 belong to two teachers; the third teacher has more classes than n_way.
-    class_sets = [range(0, 5), range(3, 8), range(8, 15)]
-    return [train_teacher(task=fit_split(data.train.select_classes(list(c)))[0], seed=i, steps=25, width=8) for i, c in enumerate(class_sets)]
+    return small_teachers
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -127,6 +125,16 @@ def test_a_one_channel_teacher_fills_the_memory_with_grey_images(tmp_path: Path)
     images = torch.cat(memory["images"])
     assert len(images) == config.images_per_task
     assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
+
+
+def test_relational_distillation_is_logged_and_changes_the_learner(teachers: list[TaskModel], tmp_path: Path) -> None:
+    plain = meta_train(teachers=teachers, config=CONFIG, out_dir=tmp_path / "plain", progress=False)
+    related = meta_train(teachers=teachers, config=replace(CONFIG, relation_weight=10.0), out_dir=tmp_path / "related", progress=False)
+    relations = [r["relation"] for r in _records(tmp_path / "related") if "relation" in r]
+    assert relations and all(value > 0 for value in relations)
+    assert not any("relation" in r for r in _records(tmp_path / "plain"))
+    images = torch.rand(4, 3, 32, 32)
+    assert not torch.allclose(plain.learner.features(images), related.learner.features(images))
 
 
 def test_config_round_trips_and_rejects_bad_knobs() -> None:

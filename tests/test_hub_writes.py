@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_hub import Source, model_files, source  # noqa: F401 - source is a fixture
 
-from freehub.errors import HubPermissionError
+from freehub.errors import HubPermissionError, RepoNotFoundError
 from freehub.hub import RemoteHub, is_repo_id
 
 
@@ -22,8 +22,16 @@ def test_replace_removes_every_file_the_folder_lacks(source: Source, hub_org: st
     assert info.sha == sha and {file.path for file in info.files} == {"config.json"}
 
 
-def test_a_write_token_passes_the_write_check(source: Source, hub_org: str) -> None:
+def test_a_writable_hub_passes_the_write_check_and_nothing_is_written(source: Source, hub_org: str, hub_server) -> None:
+    before = len(hub_server.requests)
     source.hub.check_write(repo_id=f"{hub_org}/new")
+    with pytest.raises(RepoNotFoundError):
+        source.hub.repo_info(repo_id=f"{hub_org}/new")
+    if source.kind == "remote":
+        # The write token was shown to the Hub, which vouched for it; nothing was created or committed.
+        asked = hub_server.requests[before:]
+        assert [(r.method, r.path, r.token_seen) for r in asked][0] == ("GET", "/api/whoami-v2", True)
+        assert not [r for r in asked if r.method == "POST"]
 
 
 def test_no_token_fails_the_write_check(hub_server, monkeypatch: pytest.MonkeyPatch) -> None:

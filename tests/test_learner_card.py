@@ -163,3 +163,11 @@ def test_a_baseline_recovery_is_named_as_such() -> None:
 def test_an_unknown_recovery_is_refused() -> None:
     with pytest.raises(ConfigError, match="recovery"):
         _card(run_config={**MetaTrainConfig().to_dict(), "recovery": "telepathy"})
+
+
+def test_a_run_without_meta_validation_or_grids_gets_a_card_without_their_pictures() -> None:
+    text = _card(images={}, selected_on_val=False)
+
+    assert "No meta-validation ran" in text
+    assert "images/meta_val.png" not in text and "## Recovered images" not in text
+    assert "![" not in _card(images={"recovered": "images/recovered.png"}, selected_on_val=False).split("## Recovered images")[0]

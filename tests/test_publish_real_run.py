@@ -8,6 +8,7 @@ The slow test walks the same loop through the CLI on a real zoo, with the relati
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,14 +19,12 @@ from test_end_to_end import TINY_RUN as TINY_YAML
 from test_sources import SHA_A, SHA_B, TINY_RUN, _register
 
 from freehub.cli.app import main
-from freehub.data import ImageSet, load_glyphs
+from freehub.data import ImageSet
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, save_evaluations
-from freehub.hub import LocalHub
 from freehub.meta import meta_train
 from freehub.pretrained import FewShotLearner
 from freehub.publish import push_learner
 from freehub.registry import Registry
-from freehub.zoo import build_zoo
 
 
 def _classes(seed: int, count: int = 6, per_class: int = 4) -> ImageSet:
@@ -98,8 +97,8 @@ def test_the_cards_usage_snippet_runs_as_written(real_run: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_the_cli_loop_collect_train_evaluate_push_then_evaluate_the_repo(tmp_path: Path, monkeypatch, capsys) -> None:
-    build_zoo(hub=LocalHub(root=tmp_path / "zoo"), org="e2e", teachers=5, seed=0, data=load_glyphs(size=32), train_steps=20)
+def test_the_cli_loop_collect_train_evaluate_push_then_evaluate_the_repo(glyph_zoo: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    shutil.copytree(glyph_zoo, tmp_path / "zoo")
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY_YAML))
     monkeypatch.chdir(tmp_path)
     steps = [

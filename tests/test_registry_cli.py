@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from freehub.cli.app import main
 from freehub.cli.registry import registry_app
 from freehub.registry import Registry
 from freehub.task_model import ModelSpec
@@ -14,18 +16,20 @@ from freehub.task_model import ModelSpec
 runner = CliRunner()
 
 
+SPEC = ModelSpec(
+    library="transformers",
+    architecture="ResNetForImageClassification",
+    label_names=("ant", "bee"),
+    input_size=(3, 16, 16),
+    mean=(0.5,) * 3,
+    std=(0.5,) * 3,
+)
+
+
 def _fill(root: Path) -> str:
     registry = Registry.open(root)
-    spec = ModelSpec(
-        library="transformers",
-        architecture="ResNetForImageClassification",
-        label_names=("ant", "bee"),
-        input_size=(3, 16, 16),
-        mean=(0.5,) * 3,
-        std=(0.5,) * 3,
-    )
     with registry.staging() as work:
-        record = registry.register(staged=work, repo_id="org/insects", sha="c" * 40, spec=spec, files={})
+        record = registry.register(staged=work, repo_id="org/insects", sha="c" * 40, spec=SPEC, files={})
     registry.record_skip(repo_id="org/pickled", sha="d" * 40, reason="pickle_only", message="only pytorch_model.bin")
     registry.close()
     return record.id
@@ -65,3 +69,30 @@ def test_remove_deletes_the_model(tmp_path: Path) -> None:
 def test_help_has_examples() -> None:
     result = runner.invoke(registry_app, ["--help"])
     assert result.exit_code == 0 and "freehub registry list --all --json" in result.output
+
+
+@pytest.mark.parametrize("command", ["show", "remove"])
+def test_an_unknown_id_is_one_line_and_a_failing_exit(tmp_path: Path, capsys, command: str) -> None:
+    _fill(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["registry", command, "org--nothing--000000000000", "--registry", str(tmp_path)])
+    assert stop.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "org--nothing--000000000000" in err
+    assert len(Registry.open(tmp_path).list(all_versions=True)) == 1
+
+
+def test_removing_a_superseded_version_keeps_the_current_one(tmp_path: Path) -> None:
+    old_id = _fill(tmp_path)
+    registry = Registry.open(tmp_path)
+    old = registry.get(old_id)
+    with registry.staging() as work:
+        (work / "weights").write_bytes(b"new")
+        new = registry.register(staged=work, repo_id="org/insects", sha="e" * 40, spec=SPEC, files={})
+    registry.close()
+    result = runner.invoke(registry_app, ["remove", old_id, "--registry", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"version {old.version}" in result.output
+    with Registry.open(tmp_path) as reopened:
+        assert [(r.id, r.status, r.version) for r in reopened.list(all_versions=True)] == [(new.id, "current", 2)]
+    assert not old.path.exists() and (new.path / "weights").read_bytes() == b"new"

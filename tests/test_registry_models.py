@@ -10,13 +10,12 @@ import torch
 from freehub.collect import collect
 from freehub.hub import LocalHub
 from freehub.registry import Registry
-from test_collect import build_zoo, publish_to_folder
+from test_collect import publish_to_folder
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory: pytest.TempPathFactory):
+def collected(zoo, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("registry_models")
-    zoo = build_zoo(root / "zoo")
     publish_to_folder(root / "hub", org="zoo", teachers=zoo)
     registry = Registry.open(root / "registry")
     collect(hub=LocalHub(root=root / "hub"), registry=registry, progress=False)

@@ -128,10 +128,14 @@ def test_zoo_on_the_test_server_loads_in_timm_and_transformers(toy_data, hub_ser
             torch.testing.assert_close(_logits(model(pixels)), _logits(expected.eval().network(pixels)), atol=1e-5, rtol=1e-4)
 
 
-def test_zoo_in_a_local_folder_loads_as_task_models(toy_data, tmp_path) -> None:
-    hub = LocalHub(root=tmp_path / "hub")
+@pytest.fixture(scope="module")
+def local_zoo(toy_data: SplitData, tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalHub, ZooResult]:
+    hub = LocalHub(root=tmp_path_factory.mktemp("hub"))
+    return hub, build_zoo(hub=hub, org="glyph-lab", teachers=3, seed=1, data=toy_data, train_steps=6)
 
-    result = build_zoo(hub=hub, org="glyph-lab", teachers=3, seed=1, data=toy_data, train_steps=6)
+
+def test_zoo_in_a_local_folder_loads_as_task_models(local_zoo, toy_data, tmp_path) -> None:
+    hub, result = local_zoo
 
     images = torch.rand(4, 3, 32, 32)
     for repo_id, expected in _retrained(result, toy_data, steps=6).items():
@@ -145,18 +149,17 @@ def test_zoo_in_a_local_folder_loads_as_task_models(toy_data, tmp_path) -> None:
             torch.testing.assert_close(loaded(images), expected.eval()(images), atol=1e-5, rtol=1e-4)
 
 
-def test_card_carries_the_measured_accuracy(toy_data, tmp_path) -> None:
-    hub = LocalHub(root=tmp_path / "hub")
+def test_every_card_carries_its_teachers_measured_accuracy(local_zoo) -> None:
+    hub, result = local_zoo
 
-    result = build_zoo(hub=hub, org="glyph-lab", teachers=1, seed=0, data=toy_data, train_steps=4)
+    for teacher in result.teachers:
+        model_index = hub.repo_info(repo_id=teacher.repo_id).card_data["model-index"]
+        assert model_index[0]["results"][0]["metrics"][0]["value"] == pytest.approx(teacher.held_out_accuracy, abs=1e-4)
+    assert len({teacher.held_out_accuracy for teacher in result.teachers}) > 1
 
-    teacher = result.teachers[0]
-    model_index = hub.repo_info(repo_id=teacher.repo_id).card_data["model-index"]
-    assert model_index[0]["results"][0]["metrics"][0]["value"] == pytest.approx(teacher.held_out_accuracy, abs=1e-4)
 
-
-def test_table_lists_every_teacher(toy_data, tmp_path) -> None:
-    result = build_zoo(hub=LocalHub(root=tmp_path / "hub"), org="glyph-lab", teachers=2, seed=0, data=toy_data, train_steps=2)
+def test_table_lists_every_teacher(local_zoo) -> None:
+    _, result = local_zoo
 
     table = result.table()
 

@@ -106,6 +106,10 @@ class MetaTrainConfig:
     # ``replay_pose / 100`` and shifts up to 1/10 of the width (0: off). Support and query images of a
     # class get independent poses, so the learner must recognise the class, not one recovered pattern.
     replay_pose: float = 0.0
+    # Weight of relational distillation in replay: each outer step also matches the learner's pairwise
+    # feature similarities to a teacher's, on memory images that teacher recovered (0: off).
+    relation_weight: float = 0.0
+    relation_images: int = 40
     # Fraction of replay episodes whose classes all come from one teacher (the rest mix teachers).
     replay_within_teacher: float = 0.0
     patience: int = 5
@@ -175,9 +179,11 @@ class MetaTrainConfig:
         for name in ("adv_temperature", "adv_cap", "pixel_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("tv_weight", "l2_weight", "diversity_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
+        for name in ("tv_weight", "l2_weight", "diversity_weight", "relation_weight", "bn_prior_weight", "adv_weight", "aug_rotate", "aug_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if self.relation_images < 2:
+            raise ConfigError(f"relation_images must be at least 2, got {self.relation_images}")
         if not 0 <= self.replay_pose <= 45:
             raise ConfigError(f"replay_pose must be in [0, 45] degrees, got {self.replay_pose}")
         if not 0 <= self.replay_within_teacher <= 1:

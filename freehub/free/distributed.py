@@ -68,13 +68,11 @@ class World:
         start = self.rank * base + min(self.rank, extra)
         return range(start, start + base + (1 if self.rank < extra else 0))
 
-    def device(self, *, name: str) -> torch.device:
-        """The run's device on this rank: with CUDA on several ranks, ``cuda:LOCAL_RANK``."""
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        if name.startswith("cuda") and self.size > 1:
+    def place(self, *, device: torch.device) -> torch.device:
+        """The run's ``device`` on this rank: with CUDA on several ranks, ``cuda:LOCAL_RANK``."""
+        if device.type == "cuda" and self.size > 1:
             return torch.device("cuda", self.local_rank)
-        return torch.device(name)
+        return device
 
     def all_reduce_sum_(self, *, tensors: Sequence[torch.Tensor]) -> None:
         """Sum ``tensors`` over ranks, in place, as one flat message."""

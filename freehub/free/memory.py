@@ -81,6 +81,14 @@ class TaskMemory:
         """Sources that recovered at least ``n_way`` classes that still hold ``per_class`` images each."""
         return [g for g, keys in self._groups.items() if sum(1 for k in keys if self.class_size(k) >= per_class) >= n_way]
 
+    def sample_group(self, *, group: str, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Up to ``count`` random images, as ``[0,1]`` floats, of the classes that source ``group`` recovered."""
+        held = [self._images[k] for k in self._groups.get(group, ()) if k in self._images]
+        if not held:
+            return torch.empty(0)
+        images = torch.cat(held)
+        return images[torch.randperm(len(images), generator=generator)[:count]].float() / 255
+
     def sample_episode(
         self, *, n_way: int, k_shot: int, q_queries: int, generator: torch.Generator | None = None, group: str | None = None
     ) -> Episode:

@@ -46,9 +46,9 @@ from freehub.free.distributed import World, current_world, derived_seed, run_slo
 from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
+from freehub.free.inversion import Adversary, HeadInput, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
-from freehub.free.losses import kl_divergence
+from freehub.free.losses import kl_divergence, relation_distance
 from freehub.free.memory import TaskMemory, class_key
 from freehub.free.metrics_log import append_record, truncate_records
 from freehub.task_model import TaskModel
@@ -88,6 +88,16 @@ class _RunState:
     seconds: float = 0.0
 
 
+def resolve_device(*, name: str) -> torch.device:
+    """``"auto"``: CUDA when present, else CPU; :class:`ConfigError` for a CUDA device this machine lacks."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu or auto")
+    return device
+
+
 def meta_train(
     *,
     teachers: Sequence[TaskModel],
@@ -111,7 +121,7 @@ def meta_train(
     config.validate()
     out_dir = Path(out_dir)
     world = current_world()
-    device = world.device(name=config.device)
+    device = world.place(device=resolve_device(name=config.device))
     if config.recovery == "real":
         if real_data is None:
             raise ConfigError("the data oracle (recovery 'real') needs real images of the meta-train classes")
@@ -172,7 +182,8 @@ def meta_train(
         if learner_active:
             if config.align and tasks:
                 record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng, world=world)
-            record.update(_replay(state=state, config=config, device=device, world=world))
+            relating = [(f"teacher{i}", view) for i, view in zip(indices, views)]
+            record.update(_replay(state=state, config=config, device=device, world=world, relating=relating))
 
         # 4. Pictures and meta-validation.
         final = iteration + 1 == config.iterations or world.broadcast(value=bool(  # rank 0's clock decides for all
@@ -377,14 +388,23 @@ def _alignment_step(
     return float(np.mean(seen))
 
 
-def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World) -> dict[str, Any]:
-    """Outer steps on memory episodes until the mean query accuracy stops improving."""
+def _replay(
+    *, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, relating: Sequence[tuple[str, TaskModel]] = ()
+) -> dict[str, Any]:
+    """Outer steps on memory episodes until the mean query accuracy stops improving.
+
+    With ``relation_weight``, each step also distils one of ``relating`` (memory group, teacher) in
+    turn: the learner's pairwise feature similarities on memory images of that teacher's classes
+    are pulled towards the teacher's own.
+    """
     per_class = config.k_shot + config.q_queries
     if not state.memory.can_sample(n_way=config.n_way, per_class=per_class):
         return {"replay_steps": 0}
-    best_acc, stale, steps, accs, losses = -1.0, 0, 0, [], []
+    best_acc, stale, steps, accs, losses, relations = -1.0, 0, 0, [], [], []
     while stale < config.patience and steps < config.max_replay_steps:
-        loss, acc = _replay_step(state=state, config=config, device=device, world=world, step=steps)
+        loss, acc, relation = _replay_step(state=state, config=config, device=device, world=world, step=steps, relating=relating)
+        if relation is not None:
+            relations.append(relation)
         accs.append(acc)
         losses.append(loss)
         if acc > best_acc:
@@ -392,13 +412,44 @@ def _replay(*, state: _RunState, config: MetaTrainConfig, device: torch.device, 
         else:
             stale += 1
         steps += 1
-    return {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+    summary = {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
+    if relations:
+        summary["relation"] = float(np.mean(relations))
+    return summary
 
 
-def _replay_step(*, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, step: int) -> tuple[float, float]:
-    """One outer step on ``episodes_per_step`` episodes, shared among the ranks; returns their mean loss and accuracy.
+def _relation_loss(
+    *, state: _RunState, config: MetaTrainConfig, group: str, teacher: TaskModel, device: torch.device
+) -> torch.Tensor | None:
+    """Relational distillation of ``teacher`` on memory images it recovered, seen through replay's augmentation."""
+    images = state.memory.sample_group(group=group, count=config.relation_images)
+    if len(images) < 2:
+        return None
+    images = _replay_view(images=images, config=config).to(device)
+    with torch.no_grad(), HeadInput(teacher) as head:
+        teacher(images)
+    if head.features is None:
+        return None
+    return relation_distance(learner_features=state.learner.features(images), teacher_features=head.features)
 
-    Each episode draws from its own seeded RNG, so which rank plays it does not change it.
+
+def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tensor:
+    """Memory images as replay shows them: colour jitter and random pose, when switched on."""
+    if config.replay_colour_jitter:
+        images = colour_jitter(images)
+    if config.replay_pose > 0:
+        images = augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100)
+    return images
+
+
+def _replay_step(
+    *, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, step: int, relating: Sequence[tuple[str, TaskModel]]
+) -> tuple[float, float, float | None]:
+    """One outer step on ``episodes_per_step`` episodes, shared among the ranks, plus (rank 0) the
+    relation term of one teacher; returns the step's loss, mean episode accuracy and relation term.
+
+    Each episode and the relation term draw from their own seeded RNGs, so which rank computes
+    them does not change them; the gradients are summed over ranks, so each term counts once.
     """
     episodes = config.episodes_per_step
     params = list(state.learner.parameters())
@@ -409,12 +460,21 @@ def _replay_step(*, state: _RunState, config: MetaTrainConfig, device: torch.dev
             outcome = _episode(state=state, config=config, device=device)
         (outcome.loss / episodes).backward()
         totals += torch.tensor([float(outcome.loss.detach()), outcome.accuracy], device=device)
+    relation = None
+    if world.is_main and config.relation_weight > 0 and relating:
+        group, teacher = relating[step % len(relating)]
+        with seeded_torch(seed=derived_seed(parts=(config.seed, state.iteration, "relation", step)), device=device):
+            term = _relation_loss(state=state, config=config, group=group, teacher=teacher, device=device)
+        if term is not None:
+            (config.relation_weight * term).backward()
+            relation = float(term.detach())
     grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
     world.all_reduce_sum_(tensors=[*grads, totals])
     for param, grad in zip(params, grads):
         param.grad = grad
     state.learner_optimizer.step()
-    return float(totals[0]) / episodes, float(totals[1]) / episodes
+    loss = float(totals[0]) / episodes + (0.0 if relation is None else config.relation_weight * relation)
+    return loss, float(totals[1]) / episodes, relation
 
 
 def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
@@ -424,13 +484,7 @@ def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device)
         groups = state.memory.groups_with(n_way=config.n_way, per_class=config.k_shot + config.q_queries)
         group = groups[int(torch.randint(len(groups), ()))] if groups else None
     episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries, group=group)
-    support, query = episode.support_images, episode.query_images
-    if config.replay_colour_jitter:
-        support, query = colour_jitter(support), colour_jitter(query)
-    if config.replay_pose > 0:
-        support, query = (
-            augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100) for images in (support, query)
-        )
+    support, query = _replay_view(images=episode.support_images, config=config), _replay_view(images=episode.query_images, config=config)
     batch = {
         "support_images": support.to(device),
         "support_labels": episode.support_labels.to(device),
@@ -556,8 +610,9 @@ def _load_checkpoint(
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: report it as the user's problem
         raise TrainingError(f"cannot read checkpoint {path}: {error}") from error
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} has checkpoint format {found}, expected {CHECKPOINT_FORMAT}")
     saved = MetaTrainConfig.from_dict(checkpoint["config"]).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
     if changed:
