@@ -12,9 +12,9 @@ state, and the work of an iteration is split, not replicated:
   ``all_reduce`` before the one outer step every rank takes;
 - the recovered tasks are all-gathered, so every rank adds the whole meta-batch to its memory in
   slot order and the memories stay identical;
-- replay episodes are split the same way (one seeded RNG per episode); their gradients and
-  accuracies are summed with ``all_reduce``, so every rank takes the same learner step and stops
-  replay at the same point;
+- replay episodes are split the same way (one seeded RNG per episode; rank 0 adds the optional
+  relation term); their gradients and accuracies are summed with ``all_reduce``, so every rank
+  takes the same learner step and stops replay at the same point;
 - BELL's alignment is a sequence of SGD steps through the meta-batch's teachers, not a sum, so it
   cannot be split without changing what it computes: every rank computes it on the gathered tasks
   (one learner forward/backward per teacher), and its gradient is averaged with ``all_reduce`` so
