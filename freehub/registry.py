@@ -29,14 +29,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freehub import locks
-from freehub.adapters import load_task_model
 from freehub.atomic import atomic_write_text
 from freehub.errors import ConfigError, RegistryError
 from freehub.paths import freehub_home
-from freehub.task_model import ModelSpec, TaskModel, canonical_label_key
+from freehub.spec import ModelSpec, canonical_label_key
+
+if TYPE_CHECKING:  # the index is read without torch: `freehub registry list` must stay light
+    from freehub.task_model import TaskModel
 
 SCHEMA_VERSION = 1
 SPEC_FILENAME = "spec.json"
@@ -385,14 +387,14 @@ class Registry:
 
     def load(self, model_id: str) -> TaskModel:
         """Rebuild one registered model from its folder, in eval mode, tagged with its registry id."""
-        return self._load(self.get(model_id))
+        return load_record(record=self.get(model_id))
 
     def task_models(
         self, *, library: str | None = None, all_versions: bool = False
     ) -> Iterator[TaskModel]:
         """Rebuild every listed model from disk (see :meth:`list`), one at a time."""
         for record in self.list(all_versions=all_versions, library=library):
-            yield self._load(record)
+            yield load_record(record=record)
 
     def task_heads(self, *, n_way: int = 5, library: str | None = None) -> Iterator[TaskModel]:
         """N-way task heads: each model with exactly ``n_way`` classes, and consecutive ``n_way``-row
@@ -403,11 +405,6 @@ class Registry:
         for model in self.task_models(library=library):
             for start in range(0, model.num_classes - n_way + 1, n_way):
                 yield model if model.num_classes == n_way else model.head_slice(range(start, start + n_way))
-
-    def _load(self, record: ModelRecord) -> TaskModel:
-        model = load_task_model(folder=record.path, allow_pickle=record.pickled)
-        model.eval()
-        return model.with_spec(extra={**model.spec.extra, "registry_id": record.id, "repo_id": record.repo_id})
 
     def _record_from_row(self, row: sqlite3.Row) -> ModelRecord:
         return ModelRecord(
@@ -435,6 +432,18 @@ class Registry:
             collected_at=row["collected_at"],
             path=self.root / "models" / row["id"],
         )
+
+
+def load_record(*, record: ModelRecord) -> TaskModel:
+    """Rebuild a registered model from its folder, in eval mode, tagged with its registry id.
+
+    Needs no open index: a meta-training run loads its teachers by record, long after listing them.
+    """
+    from freehub.adapters import load_task_model
+
+    model = load_task_model(folder=record.path, allow_pickle=record.pickled)
+    model.eval()
+    return model.with_spec(extra={**model.spec.extra, "registry_id": record.id, "repo_id": record.repo_id})
 
 
 def _model_row(
