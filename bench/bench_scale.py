@@ -16,7 +16,6 @@ and peak resident memory (``wait4``), so that numbers include start-up and impor
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -65,19 +64,28 @@ grid_every: 1000
 """
 
 
+# Linux keeps a process's peak memory across exec, so a child forked from this process (torch
+# loaded) would report this process's size: a small launcher forks the measured command instead.
+_LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as handle:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss], handle)
+"""
+
+
 def _run(command: list[str]) -> tuple[float, float, str]:
-    """Run ``command`` with its output in a file; its wall seconds, peak resident MiB and stdout."""
-    out_path = _SCRATCH / "child.out"
-    err_path = _SCRATCH / "child.err"
+    """Run ``command``; its wall seconds, its peak resident MiB and its stdout."""
+    usage_path, out_path, err_path = _SCRATCH / "child.json", _SCRATCH / "child.out", _SCRATCH / "child.err"
     with out_path.open("w") as out, err_path.open("w") as err:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(usage_path), *command], stdout=out, stderr=err, check=True)
         elapsed = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}): {err_path.read_text()[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, out_path.read_text()
+    code, peak_kib = json.loads(usage_path.read_text())
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({code}): {err_path.read_text()[-2000:]}")
+    return elapsed, peak_kib / 1024, out_path.read_text()
 
 
 def _freehub(*args: str) -> list[str]:
@@ -149,16 +157,17 @@ def bench_list(*, sizes: list[int]) -> list[tuple[str, int, float, float]]:
         if len(stdout.splitlines()) != count:
             raise SystemExit(f"registry list printed {len(stdout.splitlines())} rows, the index holds {count}")
         rows.append(("freehub registry list", count, seconds, peak))
+        print(f"registry list, {count} rows: {seconds:.2f} s, {peak:.0f} MiB", flush=True)
     return rows
 
 
 def bench_collect(*, sizes: list[int], workers: int) -> list[tuple[str, int, float, float]]:
     """``collect`` of each number of repos from the test Hub server into an empty registry."""
-    spec = importlib.util.spec_from_file_location("hub_server", Path(__file__).resolve().parents[1] / "tests" / "hub_server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hub_server"] = module
-    spec.loader.exec_module(module)
-    server = module.HubServer(root=_SCRATCH / "server").start()
+    # The test server and the routes module beside it are test code, not part of the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from hub_server import HubServer
+
+    server = HubServer(root=_SCRATCH / "server").start()
     files = _tiny_repo(folder=_SCRATCH / "collect-build")
     rows = []
     try:
@@ -175,6 +184,7 @@ def bench_collect(*, sizes: list[int], workers: int) -> list[tuple[str, int, flo
             if len(report["collected"]) != size or report["skipped"]:
                 raise SystemExit(f"collect of {size} repos: {len(report['collected'])} collected, {len(report['skipped'])} skipped")
             rows.append((f"freehub collect ({workers} workers)", size, seconds, peak))
+            print(f"collect, {size} repos: {seconds:.2f} s, {peak:.0f} MiB", flush=True)
     finally:
         server.stop()
     return rows
@@ -195,6 +205,7 @@ def bench_meta_train(*, sizes: list[int], zoo_steps: int, iterations: int) -> li
         seconds, peak, stdout = _run(_freehub("meta-train", "--out", str(out), "--registry", str(registry), "--config", str(config), "--json"))
         trained = json.loads(stdout)["seconds"]
         rows.append(("freehub meta-train", count, seconds - trained, peak, trained))
+        print(f"meta-train, {count} entries: start-up {seconds - trained:.2f} s, {peak:.0f} MiB", flush=True)
     return rows
 
 

@@ -100,7 +100,9 @@ def test_listing_the_registry_imports_neither_torch_nor_a_hub_client(tmp_path):
     script = (
         "import sys\n"
         "from freehub.cli.app import main\n"
-        "for argv in (['--help'], ['registry', 'list', '--registry', sys.argv[1]], ['registry', 'list', '--help']):\n"
+        "for argv in (['--help'], ['registry', 'list', '--registry', sys.argv[1]], ['registry', 'list', '--help'],\n"
+        "             ['registry', 'show', 'org--none--0123456789ab', '--registry', sys.argv[1]],\n"
+        "             ['registry', 'remove', 'org--none--0123456789ab', '--registry', sys.argv[1]]):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit:\n"
