@@ -190,9 +190,8 @@ def bench_collect(*, sizes: list[int], workers: int) -> list[tuple[str, int, flo
     return rows
 
 
-def bench_meta_train(*, sizes: list[int], zoo_steps: int, iterations: int) -> list[tuple[str, int, float, float, float]]:
-    """Start-up and peak memory of ``meta-train`` on registries of each size (copies of the 24-teacher zoo)."""
-    work = _SCRATCH / "zoo"
+def bench_meta_train(*, sizes: list[int], zoo_steps: int, iterations: int, work: Path) -> list[tuple[str, int, float, float, float]]:
+    """Start-up and peak memory of ``meta-train`` on registries of each size (copies of the 24-teacher zoo in ``work``)."""
     base = zoo_registry(work=work, teachers=24, zoo_steps=zoo_steps, data=load_glyphs(size=32, seed=0))
     config = _SCRATCH / "tiny.yaml"
     config.write_text(_TINY_RUN.format(iterations=iterations))
@@ -216,6 +215,7 @@ def main() -> None:
     parser.add_argument("--zoo-steps", type=int, default=20, help="training steps of each zoo teacher (quality does not matter here)")
     parser.add_argument("--iterations", type=int, default=6, help="meta-train iterations per run")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument("--work", type=Path, help="keep the zoo and its registry here, to reuse them (default: a temporary folder)")
     args = parser.parse_args()
     list_sizes = [100, 1000] if args.quick else [100, 1000, 10_000]
     collect_sizes = [50, 100] if args.quick else [100, 1000]
@@ -223,7 +223,8 @@ def main() -> None:
     try:
         listing = bench_list(sizes=list_sizes)
         collecting = bench_collect(sizes=collect_sizes, workers=args.workers)
-        training = bench_meta_train(sizes=train_sizes, zoo_steps=args.zoo_steps, iterations=args.iterations)
+        work = args.work or _SCRATCH / "zoo"
+        training = bench_meta_train(sizes=train_sizes, zoo_steps=args.zoo_steps, iterations=args.iterations, work=work)
     finally:
         shutil.rmtree(_SCRATCH, ignore_errors=True)
     print(f"\nhow cost grows ({os.cpu_count()} CPUs; child processes, wall time and peak resident memory)\n")
