@@ -145,6 +145,9 @@ def bench_list(*, sizes: list[int]) -> list[tuple[str, int, float, float]]:
     for name, data in _tiny_repo(folder=_SCRATCH / "list-build").items():
         (hub_root / name).write_bytes(data)
     _run(_freehub("collect", "--hub", str(_SCRATCH / "list-hub"), "--registry", str(registry), "--json"))
+    # The floor under any command: Python with the CLI framework (Typer validates options through pydantic).
+    seconds, peak, _ = _run([sys.executable, "-c", "import typer, pydantic"])
+    rows.append(("python: import typer, pydantic", 0, seconds, peak))
     seconds, peak, _ = _run(_freehub("--help"))
     rows.append(("freehub --help", 0, seconds, peak))
     base = _SCRATCH / "list-base"
