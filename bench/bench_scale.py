@@ -218,16 +218,20 @@ def main() -> None:
     parser.add_argument("--zoo-steps", type=int, default=20, help="training steps of each zoo teacher (quality does not matter here)")
     parser.add_argument("--iterations", type=int, default=6, help="meta-train iterations per run")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument("--parts", default="list,collect,train", help="which measurements to run (comma-separated)")
     parser.add_argument("--work", type=Path, help="keep the zoo and its registry here, to reuse them (default: a temporary folder)")
     args = parser.parse_args()
     list_sizes = [100, 1000] if args.quick else [100, 1000, 10_000]
     collect_sizes = [50, 100] if args.quick else [100, 1000]
     train_sizes = [24, 240] if args.quick else [24, 240, 2400]
     try:
-        listing = bench_list(sizes=list_sizes)
-        collecting = bench_collect(sizes=collect_sizes, workers=args.workers)
+        parts = set(args.parts.split(","))
+        listing = bench_list(sizes=list_sizes) if "list" in parts else []
+        collecting = bench_collect(sizes=collect_sizes, workers=args.workers) if "collect" in parts else []
         work = args.work or _SCRATCH / "zoo"
-        training = bench_meta_train(sizes=train_sizes, zoo_steps=args.zoo_steps, iterations=args.iterations, work=work)
+        training = (
+            bench_meta_train(sizes=train_sizes, zoo_steps=args.zoo_steps, iterations=args.iterations, work=work) if "train" in parts else []
+        )
     finally:
         shutil.rmtree(_SCRATCH, ignore_errors=True)
     print(f"\nhow cost grows ({os.cpu_count()} CPUs; child processes, wall time and peak resident memory)\n")

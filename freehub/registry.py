@@ -129,6 +129,19 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class ModelSummary:
+    """The fields of a :class:`ModelRecord` that a listing shows."""
+
+    id: str
+    version: int
+    status: str
+    library: str
+    architecture: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
 class SkipRecord:
     """A repo revision that a crawl looked at and did not register, with why."""
 
@@ -355,6 +368,25 @@ class Registry:
         self, *, all_versions: bool = False, library: str | None = None, repo_id: str | None = None
     ) -> list[ModelRecord]:
         """Registered models sorted by repo and version: current versions only unless ``all_versions``."""
+        return [self._record_from_row(row) for row in self._rows("*", all_versions=all_versions, library=library, repo_id=repo_id)]
+
+    def summaries(self, *, all_versions: bool = False) -> list[ModelSummary]:
+        """What a listing shows of each model (see :meth:`list`), read without decoding the rest of its row.
+
+        A registry of thousands of models lists in a fraction of the time full records take.
+        """
+        columns = "id, version, status, library, architecture, num_classes, input_channels, input_height, input_width"
+        return [
+            ModelSummary(
+                id=row["id"], version=row["version"], status=row["status"], library=row["library"], architecture=row["architecture"],
+                num_classes=row["num_classes"], input_size=(row["input_channels"], row["input_height"], row["input_width"]),
+            )
+            for row in self._rows(columns, all_versions=all_versions)
+        ]
+
+    def _rows(
+        self, columns: str, *, all_versions: bool, library: str | None = None, repo_id: str | None = None
+    ) -> list[sqlite3.Row]:
         clauses, params = [], []
         if not all_versions:
             clauses.append("status = 'current'")
@@ -366,8 +398,7 @@ class Registry:
             params.append(repo_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
-            rows = self._conn.execute(f"SELECT * FROM models {where} ORDER BY repo_id, version", params).fetchall()
-        return [self._record_from_row(row) for row in rows]
+            return self._conn.execute(f"SELECT {columns} FROM models {where} ORDER BY repo_id, version", params).fetchall()
 
     def skipped(self) -> list[SkipRecord]:
         """Every skipped repo revision, sorted by repo."""
