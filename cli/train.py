@@ -44,6 +44,7 @@ def meta_train_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = None,
+    # The default is freehub.free.teachers.DEFAULT_CACHE_MB, written out so that --help needs no torch.
     teacher_cache_mb: Annotated[
         float, typer.Option(min=0, help="MiB of teachers kept built between meta-batches (each is loaded when drawn).")
     ] = 1024.0,

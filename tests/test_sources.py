@@ -130,3 +130,12 @@ def test_teachers_not_from_a_registry_cannot_be_listed(registry: Registry) -> No
 
     with pytest.raises(ConfigError, match="registry"):
         run_sources(registry=registry, teachers=[anonymous])
+
+
+def test_registry_teachers_describe_every_model_from_the_index_and_build_none(registry: Registry) -> None:
+    _register(registry, repo_id="lab/pair", sha="d" * 40, classes=2, license=None)
+
+    pool = registry_teachers(registry=registry)
+
+    assert [(info.registry_id.split("--")[1], info.num_classes) for info in pool.infos] == [("five", 5), ("pair", 2), ("ten", 10)]
+    assert pool.cache is not None and pool.cache.loads == 0

@@ -68,7 +68,7 @@ class TeacherCache:
 
     def __init__(self, *, max_bytes: int) -> None:
         if max_bytes < 0:
-            raise ConfigError(f"the teacher cache bound must be positive, got {max_bytes} bytes")
+            raise ConfigError(f"the teacher cache bound cannot be negative, got {max_bytes} bytes")
         self.max_bytes = max_bytes
         self._models: OrderedDict[int, tuple[TaskModel, int]] = OrderedDict()
         self.bytes = 0
