@@ -180,7 +180,7 @@ def _run(
         "best_iteration": run.best_iteration,
         "recovery_seconds_per_teacher": statistics.median(recovery) if recovery else None,
         "teacher_acc": statistics.fmean(teacher_acc) if teacher_acc else None,
-        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
+        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers.infos, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
         "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
     }
     cached.write_text(json.dumps(result) + "\n")
