@@ -57,13 +57,14 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
 
 @pytest.mark.slow
 def test_the_demo_command_reuses_a_complete_zoo_and_prints_the_comparison(glyph_zoo: Path, tmp_path: Path, capsys) -> None:
-    # The session's zoo in small, under the demo's organisation, stands for a zoo an earlier demo built.
+    # The session's zoo in small (without the Hub-like teachers), under the demo's organisation, stands for
+    # a zoo an earlier demo built.
     shutil.copytree(glyph_zoo / "e2e", tmp_path / "demo" / "hub" / DEMO_ORG)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     with pytest.raises(SystemExit) as stop:
         main(["demo", "--out", str(tmp_path / "demo"), "--teachers", "5", "--iterations", "1", "--episodes", "2",
-              "--config", str(config), "--seed", "3", "--json"])
+              "--config", str(config), "--seed", "3", "--no-hub-like", "--json"])
     assert stop.value.code in (None, 0)
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{\n"):])
