@@ -142,7 +142,7 @@ def _run(
 ) -> dict[str, Any]:
     data = load_glyphs(size=32, seed=0)
     with Registry.open(registry_dir) as registry:
-        teachers = registry_teachers(registry=registry, n_way=5)
+        teachers = registry_teachers(registry=registry)
     config = replace(free, seed=seed, **method.changes)
     out = work / "runs" / f"{method.name}-seed{seed}"
     cached = out / "bench_result.json"
@@ -152,7 +152,7 @@ def _run(
     real = None
     if method.oracle is not None:
         config = replace(config, recovery="real")
-        real = load_oracle_data(spec="glyphs", size=config.image_size, seed=0, classes=method.oracle, teachers=teachers)
+        real = load_oracle_data(spec="glyphs", size=config.image_size, seed=0, classes=method.oracle, teachers=teachers.infos)
     run = meta_train(teachers=teachers, config=config, out_dir=out, val_data=data.val, real_data=real, progress=False)
     learner = load_model(model=str(out))
     results = evaluate_models(models={method.name: learner}, data=data.test, request=request)
@@ -180,7 +180,7 @@ def _run(
         "best_iteration": run.best_iteration,
         "recovery_seconds_per_teacher": statistics.median(recovery) if recovery else None,
         "teacher_acc": statistics.fmean(teacher_acc) if teacher_acc else None,
-        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
+        "judge_acc": _judge_memory(out=out, data=data, teachers=teachers.infos, judge_steps=judge_steps) if method.oracle is None and config.iterations else None,
         "curve": [(m["seconds"], m["val_acc"]) for m in metrics if "val_acc" in m],
     }
     cached.write_text(json.dumps(result) + "\n")

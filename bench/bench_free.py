@@ -29,7 +29,6 @@ from common import judge_within, train_judge, zoo_registry
 from freehub.data import load_glyphs
 from freehub.free import Generator, MetaGenerator, bn_statistics_distance, recover_task
 from freehub.free.config import MetaTrainConfig
-from freehub.meta import registry_teachers
 from freehub.registry import Registry
 
 
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = load_glyphs(size=32, seed=0)
     with Registry.open(zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)) as registry:
-        teachers = registry_teachers(registry=registry, n_way=5)
+        teachers = list(registry.task_models())
     # Every k-th teacher in registry order (sorted by name, so recipes come in runs): a mix of architectures.
     stride = max(1, len(teachers) // args.held_out)
     held_indices = set(range(stride // 2, len(teachers), stride)[: args.held_out])

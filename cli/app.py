@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("freehub").setLevel(logging.INFO)
-    _bound_hub_client()
     try:
         app(args=argv, prog_name="freehub")
     except FreehubError as error:
@@ -72,14 +71,3 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho("interrupted: completed work is kept; rerun (with --resume where offered) to continue", err=True)
         sys.exit(130)
 
-
-def _bound_hub_client() -> None:
-    # Hub writes (create, commit, whoami) go through huggingface_hub's shared client, which has no
-    # timeout at all: a silent server would hang `zoo build` or `push` forever. Give it freehub's.
-    import httpx2
-    from huggingface_hub import get_session
-
-    from freehub.limits import Timeouts
-
-    defaults = Timeouts()
-    get_session().timeout = httpx2.Timeout(defaults.read_s, connect=defaults.connect_s)

@@ -18,6 +18,9 @@ def demo_command(
     episodes: Annotated[int, typer.Option(min=2, help="Meta-test episodes per setting.")] = 600,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     config: Annotated[Optional[Path], typer.Option(help="A meta-train YAML for both training runs.")] = None,
+    hub_like: Annotated[
+        bool, typer.Option("--hub-like/--no-hub-like", help="Also 2-, 3- and whole-alphabet teachers in the zoo (see `zoo build`).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
 ) -> None:
     """Run freehub end to end on the embedded glyph set, offline and on the CPU, command by command.
@@ -34,7 +37,9 @@ def demo_command(
     """
     from freehub.pipeline import DemoSettings, run_demo
 
-    settings = DemoSettings(seed=seed, teachers=teachers, iterations=iterations, eval_episodes=episodes, config=config)
+    settings = DemoSettings(
+        seed=seed, teachers=teachers, iterations=iterations, eval_episodes=episodes, config=config, hub_like=hub_like
+    )
     result = run_demo(out=out, settings=settings)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

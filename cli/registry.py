@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
-    from freehub.registry import ModelRecord, Registry
+    from freehub.registry import ModelSummary, Registry
 
 
 def _open(path: Optional[Path]) -> "Registry":
@@ -51,19 +51,19 @@ def list_command(
     Example: freehub registry list --all
     """
     with _open(registry) as opened:
-        records = opened.list(all_versions=all_)
+        if json_output:
+            payload: dict[str, object] = {"models": [record.to_dict() for record in opened.list(all_versions=all_)]}
+            if all_:
+                payload["skipped"] = [skip.to_dict() for skip in opened.skipped()]
+            typer.echo(json.dumps(payload, indent=2))
+            return
+        summaries = opened.summaries(all_versions=all_)
         skipped = opened.skipped() if all_ else []
-    if json_output:
-        payload: dict[str, object] = {"models": [record.to_dict() for record in records]}
-        if all_:
-            payload["skipped"] = [skip.to_dict() for skip in skipped]
-        typer.echo(json.dumps(payload, indent=2))
-        return
-    if not records and not skipped:
+    if not summaries and not skipped:
         typer.echo("the registry is empty: fill it with `freehub collect --tag few-shot`")
         return
-    for record in records:
-        typer.echo(_row(record, show_status=all_))
+    if summaries:
+        typer.echo("\n".join(_row(summary, show_status=all_) for summary in summaries))
     if skipped:
         typer.echo(f"\nskipped ({len(skipped)}):")
         for skip in skipped:
@@ -105,7 +105,7 @@ def remove_command(
     typer.echo(f"removed {record.id} ({record.repo_id} version {record.version})")
 
 
-def _row(record: "ModelRecord", *, show_status: bool) -> str:
+def _row(record: "ModelSummary", *, show_status: bool) -> str:
     channels, height, width = record.input_size
     status = f"  [{record.status}]" if show_status else ""
     return (

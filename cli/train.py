@@ -44,6 +44,10 @@ def meta_train_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = None,
+    # The default is freehub.free.teachers.DEFAULT_CACHE_MB, written out so that --help needs no torch.
+    teacher_cache_mb: Annotated[
+        float, typer.Option(min=0, help="MiB of teachers kept built between meta-batches (each is loaded when drawn).")
+    ] = 1024.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Meta-train a few-shot learner with FREE on every model of the registry.
@@ -77,6 +81,7 @@ def meta_train_command(
     result = meta_train(
         registry=registry, out_dir=out, config=settings, val_data=val_data, oracle_data=data_oracle,
         oracle_classes=oracle_classes, split_seed=split_seed, resume=resume, progress=not as_json,
+        teacher_cache_mb=teacher_cache_mb,
     )
     if not is_main_process():  # under torchrun, rank 0 reports the run
         return

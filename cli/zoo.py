@@ -28,11 +28,17 @@ def build_command(
     steps: Annotated[
         Optional[int], typer.Option("--steps", min=1, help="Optimiser steps of a full-effort teacher (default 150).")
     ] = None,
+    hub_like: Annotated[
+        bool,
+        typer.Option(
+            "--hub-like", help="Also train 2- and 3-class teachers and one over a whole alphabet at 48 px, as a real Hub holds."
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Train teachers on the glyph set's meta-train classes and publish each as a Hub repo.
 
-    Every teacher is a 5-way classifier over its own glyph classes, in timm's or transformers'
+    Every teacher is a 5-way classifier (with --hub-like, also 2-, 3- and many-class ones) over its own glyph classes, in timm's or transformers'
     native layout with a model card tagged `few-shot`; architectures, input sizes, channels and
     training effort differ on purpose, like a real Hub. A write token comes from `HF_TOKEN` or
     the huggingface_hub login when DEST is a URL.
@@ -40,6 +46,8 @@ def build_command(
     Examples:
 
       freehub zoo build --hub ./my-hub --org glyph-lab
+
+      freehub zoo build --hub ./my-hub --org glyph-lab --hub-like
 
       freehub zoo build --hub http://localhost:8000 --org glyph-lab --teachers 8 --seed 1 --json
     """
@@ -55,5 +63,6 @@ def build_command(
         size=size,
         progress=not json_output,
         train_steps=steps if steps is not None else DEFAULT_TRAIN_STEPS,
+        hub_like=hub_like,
     )
     typer.echo(json.dumps(result.to_dict(), indent=2) if json_output else result.table())

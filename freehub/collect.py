@@ -17,7 +17,7 @@ import itertools
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -49,6 +49,8 @@ from freehub.task_model import ModelSpec
 # once per remaining search hit.
 MAX_UNREACHABLE_IN_A_ROW = 3
 _POLL_S = 0.2
+# Search hits submitted ahead of the workers: enough to keep them busy, few enough to keep memory flat.
+_QUEUED_PER_WORKER = 2
 _T = TypeVar("_T")
 _METADATA_FILES = ("config.json", "preprocessor_config.json", "README.md")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -166,13 +168,13 @@ def collect(
         # A location that is not a Hub fails on the first page, before any progress is shown.
         first = next(candidates, None)
         with tqdm(total=limit, unit="repo", desc="collect", disable=not progress) as bar:
-            hits = itertools.chain([first], candidates) if first is not None else ()
-            futures = [pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options)
-                       for hit in hits]
-            bar.total = len(futures)
-            bar.refresh()
+            hits = itertools.chain([first], candidates) if first is not None else iter(())
             unreachable = 0
-            for future in _as_completed(futures):
+
+            def submit(hit: RepoSummary) -> Future[tuple[str, ModelRecord | SkipRecord]]:
+                return pool.submit(_collect_one, hub=hub, registry=registry, summary=hit, options=options)
+
+            for future in _stream(hits=hits, window=_QUEUED_PER_WORKER * workers, submit=submit):
                 outcome, record = future.result()
                 getattr(report, outcome).append(record)
                 unreachable = unreachable + 1 if outcome == "skipped" and record.reason == "unreachable" else 0
@@ -194,13 +196,26 @@ def collect(
     return report
 
 
-def _as_completed(futures: Sequence[Future[_T]]) -> Iterator[Future[_T]]:
-    """Futures as they finish, waking at least every :data:`_POLL_S` so that Ctrl-C is seen at once.
+def _stream(
+    *, hits: Iterator[RepoSummary], window: int, submit: Callable[[RepoSummary], Future[_T]]
+) -> Iterator[Future[_T]]:
+    """Futures as they finish, with at most ``window`` submitted and unfinished at any time.
 
-    A thread blocked in a plain wait does not notice a signal that the OS delivered to another thread.
+    The search is read only as fast as repos are processed, so memory stays flat however long the
+    listing is. Waits wake at least every :data:`_POLL_S` so that Ctrl-C is seen at once: a thread
+    blocked in a plain wait does not notice a signal that the OS delivered to another thread.
     """
-    pending = set(futures)
-    while pending:
+    pending: set[Future[_T]] = set()
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < window:
+            hit = next(hits, None)
+            if hit is None:
+                exhausted = True
+            else:
+                pending.add(submit(hit))
+        if not pending:
+            return
         done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
         yield from done
 

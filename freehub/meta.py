@@ -23,9 +23,9 @@ from freehub.free.config import MetaTrainConfig
 from freehub.free.distributed import World, joined_world
 from freehub.free.trainer import MetaTrainResult
 from freehub.free.trainer import meta_train as _train_on_teachers
-from freehub.registry import Registry
+from freehub.free.teachers import DEFAULT_CACHE_MB, TeacherCache, TeacherInfo, TeacherPool
+from freehub.registry import ModelRecord, Registry, load_record
 from freehub.sources import write_sources
-from freehub.task_model import TaskModel
 
 _PRESETS = {"cpu": MetaTrainConfig, "paper": MetaTrainConfig.paper}
 ORACLE_CLASSES = ("all", "teachers")
@@ -68,7 +68,7 @@ def load_val_data(*, spec: str, size: int, seed: int = 0) -> ImageSet:
     return _load_split(spec=spec, size=size, seed=seed, split="val", option="--val-data")
 
 
-def load_oracle_data(*, spec: str, size: int, seed: int = 0, classes: str = "all", teachers: Sequence[TaskModel] = ()) -> ImageSet:
+def load_oracle_data(*, spec: str, size: int, seed: int = 0, classes: str = "all", teachers: Sequence[TeacherInfo] = ()) -> ImageSet:
     """Real images of the meta-TRAIN classes for the data oracle: all of them, or (``classes="teachers"``)
     only those whose names are labels of ``teachers``, the fair ceiling of what the teachers know."""
     if classes not in ORACLE_CLASSES:
@@ -83,7 +83,7 @@ def load_oracle_data(*, spec: str, size: int, seed: int = 0, classes: str = "all
     return data.select_classes(chosen)
 
 
-def _refuse_known_classes(*, val_data: ImageSet, teachers: Sequence[TaskModel]) -> None:
+def _refuse_known_classes(*, val_data: ImageSet, teachers: Sequence[TeacherInfo]) -> None:
     """Meta-validation must be on classes no teacher was trained on, or selection rewards memorising them."""
     known = {name for teacher in teachers for name in teacher.label_names}
     shared = sorted(set(val_data.class_names) & known)
@@ -105,14 +105,26 @@ def _load_split(*, spec: str, size: int, seed: int, split: str, option: str) -> 
     return getattr(load_image_folder(root=folder, size=size, seed=seed), split)
 
 
-def registry_teachers(*, registry: Registry, n_way: int) -> list[TaskModel]:
-    """Every current registry model as ``n_way``-class task heads, in a stable order."""
-    teachers = list(registry.task_heads(n_way=n_way))
-    if not teachers:
-        raise RegistryError(
-            f"the registry at {registry.root} has no model with {n_way} or more classes: run `freehub collect` first"
-        )
-    return teachers
+def registry_teachers(*, registry: Registry, cache_mb: float = DEFAULT_CACHE_MB) -> TeacherPool:
+    """Every current registry model with 2 or more classes as a lazily loaded pool, in a stable order.
+
+    Only the index is read here: each model is built when a meta-batch draws it, and at most
+    ``cache_mb`` MiB of built models are kept (see :class:`~freehub.free.teachers.TeacherCache`).
+    """
+    if cache_mb < 0:
+        raise ConfigError(f"--teacher-cache-mb cannot be negative, got {cache_mb}")
+    records = [record for record in registry.list() if record.num_classes >= 2]
+    if not records:
+        raise RegistryError(f"the registry at {registry.root} has no model with 2 or more classes: run `freehub collect` first")
+    return TeacherPool(
+        infos=[_info(record) for record in records],
+        load=lambda index: load_record(record=records[index]),
+        cache=TeacherCache(max_bytes=int(cache_mb * 2**20)),
+    )
+
+
+def _info(record: ModelRecord) -> TeacherInfo:
+    return TeacherInfo(architecture=record.architecture, label_names=record.label_names, registry_id=record.id)
 
 
 def meta_train(
@@ -126,6 +138,7 @@ def meta_train(
     split_seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    teacher_cache_mb: float = DEFAULT_CACHE_MB,
 ) -> MetaTrainResult:
     """Run FREE on every model of ``registry`` (default location when ``None``) into ``out_dir``.
 
@@ -133,7 +146,7 @@ def meta_train(
     instead (``config.recovery`` becomes ``"real"``): the data oracle every data-free result is
     measured against. ``split_seed`` fixes the class split of the data sets; the embedded zoo's
     teachers are trained on split 0's meta-train classes, so another split would validate on classes
-    the teachers know.
+    the teachers know. Teachers are built when drawn; at most ``teacher_cache_mb`` MiB of them are kept.
 
     Launched by torchrun, the call joins the process group torchrun describes (gloo on the CPU,
     nccl on CUDA) and shares the work among the ranks (:mod:`freehub.free.distributed`); rank 0's
@@ -147,6 +160,7 @@ def meta_train(
         return _train_on_registry(
             registry=registry, out_dir=Path(out_dir), config=config, val_data=val_data, oracle_data=oracle_data,
             oracle_classes=oracle_classes, split_seed=split_seed, resume=resume, progress=progress, world=world,
+            teacher_cache_mb=teacher_cache_mb,
         )
 
 
@@ -162,22 +176,23 @@ def _train_on_registry(
     resume: bool,
     progress: bool,
     world: World,
+    teacher_cache_mb: float,
 ) -> MetaTrainResult:
     # Under torchrun every rank reads the registry (its own copy on its host) and rank 0 alone writes the run.
     opened = registry if isinstance(registry, Registry) else Registry.open(registry)
     try:
-        teachers = registry_teachers(registry=opened, n_way=config.n_way)
+        teachers = registry_teachers(registry=opened, cache_mb=teacher_cache_mb)
         if world.is_main:
-            write_sources(run_dir=out_dir, registry=opened, teachers=teachers, resume=resume)
+            write_sources(run_dir=out_dir, registry=opened, teachers=teachers.infos, resume=resume)
     finally:
         if opened is not registry:
             opened.close()
     if isinstance(val_data, str):
         val_data = load_val_data(spec=val_data, size=config.image_size, seed=split_seed)
     if val_data is not None:
-        _refuse_known_classes(val_data=val_data, teachers=teachers)
+        _refuse_known_classes(val_data=val_data, teachers=teachers.infos)
     if isinstance(oracle_data, str):
-        oracle_data = load_oracle_data(spec=oracle_data, size=config.image_size, seed=split_seed, classes=oracle_classes, teachers=teachers)
+        oracle_data = load_oracle_data(spec=oracle_data, size=config.image_size, seed=split_seed, classes=oracle_classes, teachers=teachers.infos)
     return _train_on_teachers(
         teachers=teachers, config=config, out_dir=out_dir, val_data=val_data, real_data=oracle_data, resume=resume, progress=progress
     )

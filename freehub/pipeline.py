@@ -25,6 +25,7 @@ from typing import Any
 from freehub.atomic import atomic_write_text
 from freehub.evaluate import Evaluation, format_table, load_evaluations
 from freehub.hub import LocalHub
+from freehub.zoo import HUB_LIKE_TEACHERS
 
 DEMO_ORG = "freehub-demo"
 DEMO_REPO = f"{DEMO_ORG}/free-glyphs"
@@ -41,6 +42,8 @@ class DemoSettings:
     shots: tuple[int, ...] = (1, 5)
     config: Path | None = None  # a meta-train YAML for both runs (tests use a tiny one)
     zoo_steps: int | None = None
+    # 2- and 3-class teachers and a whole-alphabet one, as a real Hub holds (see freehub.zoo).
+    hub_like: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def demo_commands(*, out: Path, settings: DemoSettings) -> list[list[str]]:
     zoo = ["zoo", "build", "--hub", str(hub), "--org", DEMO_ORG, "--teachers", str(settings.teachers), "--seed", str(settings.seed)]
     if settings.zoo_steps is not None:
         zoo += ["--steps", str(settings.zoo_steps)]
+    if settings.hub_like:
+        zoo.append("--hub-like")
     shots = [option for shot in settings.shots for option in ("--shot", str(shot))]
     return [
         zoo,
@@ -106,9 +111,10 @@ def run_demo(
     out = Path(out)
     run = run or _run_in_process
     ran, skipped = [], []
+    zoo_size = settings.teachers + (HUB_LIKE_TEACHERS if settings.hub_like else 0)
     for argv in demo_commands(out=out, settings=settings):
         line = "freehub " + shlex.join(argv)
-        if argv[:2] == ["zoo", "build"] and _zoo_complete(hub=out / "hub", teachers=settings.teachers):
+        if argv[:2] == ["zoo", "build"] and _zoo_complete(hub=out / "hub", teachers=zoo_size):
             echo(f"# the zoo in {out / 'hub'} is complete, skipping: {line}")
             skipped.append(line)
             continue

@@ -17,10 +17,10 @@ from typing import Any
 
 from freehub.atomic import atomic_write_text
 from freehub.errors import ConfigError
+from freehub.free.teachers import TeacherInfo
 from freehub.free.trainer import CHECKPOINT_NAME
 from freehub.hub import is_repo_id
 from freehub.registry import Registry
-from freehub.task_model import TaskModel
 
 SOURCES_NAME = "sources.json"
 SOURCES_FORMAT = 1
@@ -74,14 +74,14 @@ class RunSources:
         return {"format": SOURCES_FORMAT, **asdict(self)}
 
 
-def run_sources(*, registry: Registry, teachers: Sequence[TaskModel]) -> RunSources:
-    """The registry models behind ``teachers`` (as :meth:`Registry.task_heads` yields them) and the skipped repos."""
+def run_sources(*, registry: Registry, teachers: Sequence[TeacherInfo]) -> RunSources:
+    """The registry models behind ``teachers`` (as :func:`freehub.meta.registry_teachers` describes them) and the skipped repos."""
     models: list[SourceModel] = []
     positions: dict[str, int] = {}
     mapped: list[TeacherSource] = []
     for index, teacher in enumerate(teachers):
-        registry_id = teacher.spec.extra.get("registry_id")
-        if not isinstance(registry_id, str):
+        registry_id = teacher.registry_id
+        if registry_id is None:
             raise ConfigError(f"teacher {index} does not come from a registry: its sources cannot be listed")
         if registry_id not in positions:
             record = registry.get(registry_id)
@@ -105,7 +105,7 @@ def run_sources(*, registry: Registry, teachers: Sequence[TaskModel]) -> RunSour
     return RunSources(models=tuple(models), teachers=tuple(mapped), skipped=skipped)
 
 
-def write_sources(*, run_dir: Path, registry: Registry, teachers: Sequence[TaskModel], resume: bool = False) -> Path | None:
+def write_sources(*, run_dir: Path, registry: Registry, teachers: Sequence[TeacherInfo], resume: bool = False) -> Path | None:
     """Write ``run_dir/sources.json`` for a run about to train on ``teachers``; returns its path.
 
     A folder that already holds a run is left alone unless ``resume``: the trainer refuses to

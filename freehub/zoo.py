@@ -27,6 +27,11 @@ steps, one 30% of them ("medium") and one 8% ("short", barely better than chance
 Classes: even-numbered teachers draw their classes within one alphabet, odd-numbered ones across
 alphabets; after the first, each teacher reuses 0-2 classes of earlier teachers, so label sets
 overlap between repos as they do on a real Hub. Label names are the glyphs' Unicode names.
+
+With ``hub_like``, four more teachers follow, shaped like much of what a real Hub holds: two 2-class
+and one 3-class classifier (cats vs dogs, beans), and one over a whole alphabet at a larger input
+size (an ImageNet-like classifier: many classes, 3 x 48 input, ImageNet statistics). They draw
+their classes from a random stream of their own, so the other teachers stay exactly as they were.
 """
 
 from __future__ import annotations
@@ -133,6 +138,13 @@ RECIPES: tuple[Recipe, ...] = (
     ),
 )
 
+# The many-class Hub-like teacher: ImageNet-like input format and statistics.
+WIDE_RECIPE = Recipe("resnet-wide", "timm", "resnet18", 3, 48, _IMAGENET_MEAN, _IMAGENET_STD, "bicubic", args=_RESNET_ARGS)
+# (name, recipe, classes) of the small Hub-like teachers; the alphabet teacher follows them.
+_HUB_LIKE_SMALL = (("pair", RECIPES[0], 2), ("pair", RECIPES[3], 2), ("triple", RECIPES[1], 3))
+_ALPHABET_MIN_CLASSES = 20
+HUB_LIKE_TEACHERS = len(_HUB_LIKE_SMALL) + 1
+
 _HF_CONFIGS: dict[str, type[PreTrainedConfig]] = {
     "ResNetForImageClassification": ResNetConfig,
     "ViTForImageClassification": ViTConfig,
@@ -218,6 +230,29 @@ def plan_zoo(*, classes: ImageSet, teachers: int = DEFAULT_TEACHERS, seed: int =
                 effort=_EFFORT_CYCLE[index % len(_EFFORT_CYCLE)],
             )
         )
+    return tuple(plans)
+
+
+def plan_hub_like(*, classes: ImageSet, first_index: int, seed: int = 0) -> tuple[TeacherPlan, ...]:
+    """The Hub-like teachers (see the module docstring), numbered from ``first_index``; deterministic in ``seed``.
+
+    The alphabet teacher takes every class of the smallest class group with at least 20 classes (of
+    the largest group when none is that large).
+    """
+    rng = random.Random(f"{seed}/hub-like")
+    plans = []
+    for offset, (kind, recipe, ways) in enumerate(_HUB_LIKE_SMALL):
+        index = first_index + offset
+        chosen = tuple(rng.sample(range(classes.num_classes), ways))
+        plans.append(TeacherPlan(index=index, name=f"glyphs-{kind}-{index:02d}", recipe=recipe, class_indices=chosen, effort="full"))
+    by_group: dict[str, list[int]] = {}
+    for class_index, group in enumerate(classes.class_groups):
+        by_group.setdefault(group, []).append(class_index)
+    sizes = sorted((len(members), group) for group, members in by_group.items())
+    large = [group for size, group in sizes if size >= _ALPHABET_MIN_CLASSES]
+    alphabet = tuple(by_group[large[0] if large else sizes[-1][1]])
+    index = first_index + len(plans)
+    plans.append(TeacherPlan(index=index, name=f"glyphs-alphabet-{index:02d}", recipe=WIDE_RECIPE, class_indices=alphabet, effort="full"))
     return tuple(plans)
 
 
@@ -372,13 +407,15 @@ def build_zoo(
     progress: bool = False,
     train_steps: int = DEFAULT_TRAIN_STEPS,
     images_per_class: int = DEFAULT_IMAGES_PER_CLASS,
+    hub_like: bool = False,
 ) -> ZooResult:
     """Train ``teachers`` task-specific classifiers on meta-train glyph classes and publish each as ``ORG/NAME``.
 
     ``data`` defaults to the glyph set rendered at ``size`` pixels with ``images_per_class`` images
     per class; only its ``train`` split is used. ``train_steps`` is the full-effort number of
     optimiser steps (medium and short teachers get fewer). Each repo holds the library's native
-    layout and a README.md model card tagged ``few-shot``.
+    layout and a README.md model card tagged ``few-shot``. ``hub_like`` adds the four Hub-like
+    teachers after them (:func:`plan_hub_like`).
     """
     if not org or "/" in org:
         raise ConfigError(f"--org must be a plain organisation name, got {org!r}")
@@ -387,6 +424,8 @@ def build_zoo(
         data = load_glyphs(size=size, images_per_class=images_per_class, progress=progress)
     classes = data.train
     plans = plan_zoo(classes=classes, teachers=teachers, seed=seed)
+    if hub_like:
+        plans += plan_hub_like(classes=classes, first_index=teachers, seed=seed)
     results = []
     with tqdm(total=len(plans), desc="zoo", unit="teacher", disable=not progress) as bar:
         for plan in plans:

@@ -8,6 +8,7 @@ from huggingface_hub import get_session
 
 from freehub.cli import app as cli_app
 from freehub.errors import DataError
+from freehub.hub import open_hub
 from freehub.limits import Timeouts
 
 
@@ -88,8 +89,25 @@ def test_a_foreign_registry_folder_is_a_one_line_error_and_exit_2(tmp_path, caps
     assert (tmp_path / "models" / "mine").is_dir()
 
 
-def test_the_cli_gives_huggingface_hub_s_own_client_timeouts(capsys):
-    with pytest.raises(SystemExit):
-        cli_app.main(["--help"])
+def test_a_remote_hub_gives_huggingface_hub_s_own_client_its_timeouts():
+    open_hub("http://127.0.0.1:9", timeouts=Timeouts(read_s=7.5))
     timeout = get_session().timeout
-    assert (timeout.connect, timeout.read) == (Timeouts().connect_s, Timeouts().read_s)
+    assert (timeout.connect, timeout.read) == (Timeouts().connect_s, 7.5)
+
+
+def test_listing_the_registry_imports_neither_torch_nor_a_hub_client(tmp_path):
+    # `registry list/show/remove` and `--help` must stay light: no deep-learning framework, no HTTP stack.
+    script = (
+        "import sys\n"
+        "from freehub.cli.app import main\n"
+        "for argv in (['--help'], ['registry', 'list', '--registry', sys.argv[1]], ['registry', 'list', '--help'],\n"
+        "             ['registry', 'show', 'org--none--0123456789ab', '--registry', sys.argv[1]],\n"
+        "             ['registry', 'remove', 'org--none--0123456789ab', '--registry', sys.argv[1]]):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted({'torch', 'timm', 'transformers', 'huggingface_hub', 'httpx2'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "registry")], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -225,3 +225,22 @@ def test_collect_leaves_no_staging_behind(zoo, tmp_path) -> None:
     assert [s.reason for s in report.skipped] == ["corrupt_weights"]
     assert list((tmp_path / "registry" / "staging").iterdir()) == []
     assert [p.name for p in (tmp_path / "registry" / "models").iterdir()] == [report.collected[0].id]
+
+
+def test_collect_reads_the_search_only_a_few_hits_ahead_of_the_work_done(zoo, tmp_path) -> None:
+    for org in ("lab-a", "lab-b", "lab-c", "lab-d"):
+        publish_to_folder(tmp_path / "hub", org=org, teachers=zoo)
+    registry = Registry.open(tmp_path / "registry")
+    ahead: list[int] = []
+
+    class WatchedHub(LocalHub):
+        def search(self, **kwargs):
+            for pulled, hit in enumerate(super().search(**kwargs)):
+                ahead.append(pulled - len(registry.list()) - len(registry.skipped()))
+                yield hit
+
+    report = _run(WatchedHub(root=tmp_path / "hub"), registry)
+
+    assert len(report.collected) + len(report.skipped) == len(ahead) == 4 * len(zoo)
+    # Two workers, two queued hits each: the listing never runs further ahead, however long it is.
+    assert max(ahead) < 4

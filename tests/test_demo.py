@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 from freehub.cli.app import main
 from freehub.hub import LocalHub
 from freehub.pipeline import DEMO_ORG, DemoSettings, run_demo
+from freehub.zoo import HUB_LIKE_TEACHERS
 
 TINY = {
     "generator_width": 16, "images_per_task": 10, "teachers_per_step": 2, "warmup_iterations": 1, "max_replay_steps": 2,
@@ -36,7 +37,8 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
     assert [c.split()[1] for c in first.commands] == ["zoo", "collect", "meta-train", "meta-train", "evaluate", "push"]
     assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "random"}
     card = ModelCard.load(first.card)
-    assert card.data.library_name == "freehub" and len(card.data.base_model) == 5
+    # Every zoo teacher is a source: the five asked for and the Hub-like ones (2, 2, 3 classes and an alphabet).
+    assert card.data.library_name == "freehub" and len(card.data.base_model) == 5 + HUB_LIKE_TEACHERS
     assert json.loads((out / "demo.json").read_text())["card"] == str(first.card)
     shas = _shas(out / "hub")
     metrics = {run: (out / run / "metrics.jsonl").read_bytes() for run in ("free", "oracle")}
@@ -46,7 +48,7 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
     printed = capsys.readouterr().out
     assert second.skipped and second.skipped[0].startswith("freehub zoo build")
     assert _shas(out / "hub") == shas
-    assert "collected 0, already present 5" in printed
+    assert f"collected 0, already present {5 + HUB_LIKE_TEACHERS}" in printed
     for run, before in metrics.items():
         after = (out / run / "metrics.jsonl").read_bytes()
         assert after.startswith(before) and after != before, run
@@ -55,13 +57,14 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
 
 @pytest.mark.slow
 def test_the_demo_command_reuses_a_complete_zoo_and_prints_the_comparison(glyph_zoo: Path, tmp_path: Path, capsys) -> None:
-    # The session's zoo in small, under the demo's organisation, stands for a zoo an earlier demo built.
+    # The session's zoo in small (without the Hub-like teachers), under the demo's organisation, stands for
+    # a zoo an earlier demo built.
     shutil.copytree(glyph_zoo / "e2e", tmp_path / "demo" / "hub" / DEMO_ORG)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     with pytest.raises(SystemExit) as stop:
         main(["demo", "--out", str(tmp_path / "demo"), "--teachers", "5", "--iterations", "1", "--episodes", "2",
-              "--config", str(config), "--seed", "3", "--json"])
+              "--config", str(config), "--seed", "3", "--no-hub-like", "--json"])
     assert stop.value.code in (None, 0)
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{\n"):])

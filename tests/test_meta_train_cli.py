@@ -1,4 +1,4 @@
-"""`freehub meta-train` options on a registry of two tiny timm models: each option reaches the run."""
+"""`freehub meta-train` options on a registry of three tiny timm models: each option reaches the run."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Registry.open(root) as opened:
         _register(opened, repo_id="lab/five", sha=SHA_A, classes=5, license="apache-2.0")
         _register(opened, repo_id="lab/ten", sha=SHA_B, classes=10, license="mit")
+        # A third model, so that three teachers per step are three models (each model is drawn once at most).
+        _register(opened, repo_id="lab/pair", sha="c" * 40, classes=2, license="mit")
     return root
 
 

@@ -91,6 +91,22 @@ def test_removing_the_current_version_promotes_the_previous_one(tmp_path: Path) 
         registry.get(new.id)
 
 
+def test_summaries_show_what_the_full_records_say_in_the_same_order(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path)
+    _register(registry, repo_id="org/dogs")
+    _register(registry, repo_id="org/cats", sha=SHA_A)
+    _register(registry, repo_id="org/cats", sha=SHA_B)
+
+    for all_versions in (False, True):
+        assert [
+            (s.id, s.version, s.status, s.library, s.architecture, s.num_classes, s.input_size)
+            for s in registry.summaries(all_versions=all_versions)
+        ] == [
+            (r.id, r.version, r.status, r.library, r.architecture, r.num_classes, r.input_size)
+            for r in registry.list(all_versions=all_versions)
+        ]
+
+
 def test_list_filters_by_library_and_repo(tmp_path: Path) -> None:
     registry = Registry.open(tmp_path)
     _register(registry, repo_id="org/cats")

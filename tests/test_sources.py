@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def registry(tmp_path: Path) -> Registry:
 
 
 def test_every_model_behind_the_teachers_is_listed_once_with_repo_sha_and_license(registry: Registry) -> None:
-    sources = run_sources(registry=registry, teachers=registry_teachers(registry=registry, n_way=5))
+    sources = run_sources(registry=registry, teachers=registry_teachers(registry=registry).infos)
 
     assert [(m.repo_id, m.sha, m.license, m.num_classes) for m in sources.models] == [
         ("lab/five", SHA_A, "apache-2.0", 5), ("lab/ten", SHA_B, "mit", 10),
@@ -52,21 +53,21 @@ def test_every_model_behind_the_teachers_is_listed_once_with_repo_sha_and_licens
     assert sources.models[1].label_names[9] == "lab/ten 9" and sources.models[0].library == "timm"
 
 
-def test_head_slices_map_each_teacher_index_to_its_model_and_labels(registry: Registry) -> None:
-    sources = run_sources(registry=registry, teachers=registry_teachers(registry=registry, n_way=5))
+def test_each_teacher_index_maps_to_its_model_and_labels(registry: Registry) -> None:
+    sources = run_sources(registry=registry, teachers=registry_teachers(registry=registry).infos)
 
-    assert [(t.index, t.model) for t in sources.teachers] == [(0, 0), (1, 1), (2, 1)]
-    assert sources.teachers[2].label_names == tuple(f"lab/ten {i}" for i in range(5, 10))
+    assert [(t.index, t.model) for t in sources.teachers] == [(0, 0), (1, 1)]
+    assert sources.teachers[1].label_names == tuple(f"lab/ten {i}" for i in range(10))
 
 
 def test_skipped_repos_are_listed_with_their_reason(registry: Registry) -> None:
-    (skip,) = run_sources(registry=registry, teachers=registry_teachers(registry=registry, n_way=5)).skipped
+    (skip,) = run_sources(registry=registry, teachers=registry_teachers(registry=registry).infos).skipped
 
     assert (skip.repo_id, skip.reason, skip.message) == ("lab/pickled", "unsafe", "weights only as pickle")
 
 
 def test_written_file_reads_back_equal(registry: Registry, tmp_path: Path) -> None:
-    teachers = registry_teachers(registry=registry, n_way=5)
+    teachers = registry_teachers(registry=registry).infos
 
     write_sources(run_dir=tmp_path / "run", registry=registry, teachers=teachers)
 
@@ -77,7 +78,7 @@ def test_a_folder_holding_a_run_is_left_alone_unless_resuming(registry: Registry
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"a run")
-    teachers = registry_teachers(registry=registry, n_way=5)
+    teachers = registry_teachers(registry=registry).infos
 
     assert write_sources(run_dir=run, registry=registry, teachers=teachers) is None
     assert not (run / SOURCES_NAME).exists()
@@ -108,7 +109,7 @@ def test_a_run_without_the_file_has_no_sources(tmp_path: Path) -> None:
     ids=["format", "sha", "repo-id", "bool-count", "labels-not-list", "teacher-model-out-of-range"],
 )
 def test_a_malformed_file_is_refused(registry: Registry, tmp_path: Path, change) -> None:
-    data = run_sources(registry=registry, teachers=registry_teachers(registry=registry, n_way=5)).to_dict()
+    data = run_sources(registry=registry, teachers=registry_teachers(registry=registry).infos).to_dict()
     data = json.loads(json.dumps(data))
     change(data)
     (tmp_path / SOURCES_NAME).write_text(json.dumps(data))
@@ -125,8 +126,16 @@ def test_a_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
 
 
 def test_teachers_not_from_a_registry_cannot_be_listed(registry: Registry) -> None:
-    teacher = registry_teachers(registry=registry, n_way=5)[0]
-    anonymous = teacher.with_spec(extra={})
+    anonymous = replace(registry_teachers(registry=registry).infos[0], registry_id=None)
 
     with pytest.raises(ConfigError, match="registry"):
         run_sources(registry=registry, teachers=[anonymous])
+
+
+def test_registry_teachers_describe_every_model_from_the_index_and_build_none(registry: Registry) -> None:
+    _register(registry, repo_id="lab/pair", sha="d" * 40, classes=2, license=None)
+
+    pool = registry_teachers(registry=registry)
+
+    assert [(info.registry_id.split("--")[1], info.num_classes) for info in pool.infos] == [("five", 5), ("pair", 2), ("ten", 10)]
+    assert pool.cache is not None and pool.cache.loads == 0

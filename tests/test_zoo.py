@@ -20,7 +20,7 @@ from freehub.card import FEW_SHOT_TAG
 from freehub.cli.zoo import zoo_app
 from freehub.data import ImageSet, SplitData
 from freehub.hub import LocalHub, open_hub
-from freehub.zoo import ZooResult, build_zoo, plan_zoo, train_teacher
+from freehub.zoo import RECIPES, ZooResult, build_zoo, plan_hub_like, plan_zoo, train_teacher
 
 GROUPS = ("Greek", "Hebrew", "Runic")
 CLASSES_PER_GROUP = 6
@@ -156,6 +156,30 @@ def test_every_card_carries_its_teachers_measured_accuracy(local_zoo) -> None:
         model_index = hub.repo_info(repo_id=teacher.repo_id).card_data["model-index"]
         assert model_index[0]["results"][0]["metrics"][0]["value"] == pytest.approx(teacher.held_out_accuracy, abs=1e-4)
     assert len({teacher.held_out_accuracy for teacher in result.teachers}) > 1
+
+
+def test_hub_like_teachers_have_two_three_and_a_whole_alphabet_of_classes_at_a_larger_input(toy_data: SplitData) -> None:
+    plans = plan_hub_like(classes=toy_data.train, first_index=24, seed=0)
+    groups = toy_data.train.class_groups
+
+    assert [len(set(p.class_indices)) for p in plans] == [2, 2, 3, CLASSES_PER_GROUP]
+    assert len({groups[c] for c in plans[-1].class_indices}) == 1
+    assert plans[-1].recipe.size > max(r.size for r in RECIPES)
+    assert [p.index for p in plans] == [24, 25, 26, 27] and len({p.name for p in plans}) == 4
+
+
+def test_hub_like_teachers_come_after_the_others_and_leave_them_as_they_were(local_zoo, toy_data, tmp_path) -> None:
+    _, plain = local_zoo
+
+    with_hub_like = build_zoo(
+        hub=LocalHub(root=tmp_path / "hub"), org="glyph-lab", teachers=3, seed=1, data=toy_data, train_steps=6, hub_like=True
+    )
+
+    assert len(with_hub_like.teachers) == 7
+    assert [(t.repo_id, t.class_names, t.held_out_accuracy) for t in with_hub_like.teachers[:3]] == [
+        (t.repo_id, t.class_names, t.held_out_accuracy) for t in plain.teachers
+    ]
+    assert [len(t.class_names) for t in with_hub_like.teachers[3:]] == [2, 2, 3, CLASSES_PER_GROUP]
 
 
 def test_table_lists_every_teacher(local_zoo) -> None:

@@ -2,8 +2,8 @@
 
 FIVE (:mod:`.inversion`, :mod:`.generator`) recovers tasks from teachers with a meta-learned
 generator; BELL (:mod:`.align`, :mod:`.episodic`, :mod:`.learners`) trains a few-shot learner on
-them; :mod:`.memory` keeps the recovered tasks; :mod:`.trainer` runs the loop (on several
-processes under torchrun: :mod:`.distributed`);
+them; :mod:`.memory` keeps the recovered tasks; :mod:`.teachers` draws and loads the teachers;
+:mod:`.trainer` runs the loop (on several processes under torchrun: :mod:`.distributed`);
 :mod:`.fewshot` scores a learner on real N-way K-shot episodes.
 """
 
@@ -15,6 +15,7 @@ from freehub.free.inversion import InversionSettings, MetaGenerator, RecoveredTa
 from freehub.free.learners import Conv4, LearnerSpec, MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
+from freehub.free.teachers import TeacherCache, TeacherInfo, TeacherPool, draw_meta_batch
 from freehub.free.trainer import MetaTrainResult, meta_train
 
 __all__ = [
@@ -29,10 +30,14 @@ __all__ = [
     "MetaTrainResult",
     "RecoveredTask",
     "TaskMemory",
+    "TeacherCache",
+    "TeacherInfo",
+    "TeacherPool",
     "alignment_gradient",
     "bn_statistics_distance",
     "build_learner",
     "class_key",
+    "draw_meta_batch",
     "evaluate_fewshot",
     "kl_divergence",
     "load_learner",

@@ -30,6 +30,7 @@ from freehub.free.inversion import META_RULES, InversionSettings
 from freehub.free.learners import ALGORITHMS, LearnerSpec
 
 RECOVERIES = ("meta-generator", "scratch-generator", "pixels", "real")
+TEACHER_WEIGHTINGS = ("uniform", "slices")
 """``real`` is the data oracle: the memory holds real images instead of recovered ones."""
 
 
@@ -45,6 +46,9 @@ class MetaTrainConfig:
     # so that methods of different cost per iteration can be compared at equal time.
     max_seconds: float = 0.0
     teachers_per_step: int = 4
+    # How a meta-batch draws its models: "uniform" (each model equally often, whatever its number of
+    # classes) or "slices" (by the number of n_way-class slices its head holds).
+    teacher_weighting: str = "uniform"
     warmup_iterations: int = 4
 
     # FIVE: generator and per-teacher inversion.
@@ -172,6 +176,8 @@ class MetaTrainConfig:
         for name in ("inversion_lr", "inversion_lr_z", "generator_meta_lr", "outer_lr", "align_lr", "inner_lr", "val_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.teacher_weighting not in TEACHER_WEIGHTINGS:
+            raise ConfigError(f"teacher_weighting must be one of {TEACHER_WEIGHTINGS}, got {self.teacher_weighting!r}")
         if self.recovery not in RECOVERIES:
             raise ConfigError(f"recovery must be one of {RECOVERIES}, got {self.recovery!r}")
         if self.baseline_steps < 1:

@@ -1,8 +1,9 @@
 """The FREE meta-training loop, readable top to bottom.
 
 One iteration:
-  1. draw ``teachers_per_step`` teachers (a teacher with more than ``n_way`` classes contributes a
-     random ``n_way``-class slice of its head);
+  1. draw ``teachers_per_step`` models, each equally likely whatever its number of classes, then a
+     random ``n_way``-class slice of each head (a model with fewer classes teaches them all), built
+     on demand through the pool's bounded cache (see :mod:`freehub.free.teachers`);
   2. FIVE: invert each of them from the meta-generator, meta-update the generator, and put the
      recovered images each teacher vouches for into the task memory (the baselines recover from a
      fresh generator or from pixels instead; the data oracle's memory holds real images);
@@ -51,6 +52,7 @@ from freehub.free.learners import MetaLearner, build_learner, load_learner, save
 from freehub.free.losses import kl_divergence, relation_distance
 from freehub.free.memory import TaskMemory, class_key
 from freehub.free.metrics_log import append_record, truncate_records
+from freehub.free.teachers import TeacherPool, as_pool, draw_meta_batch
 from freehub.task_model import TaskModel
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -100,7 +102,7 @@ def resolve_device(*, name: str) -> torch.device:
 
 def meta_train(
     *,
-    teachers: Sequence[TaskModel],
+    teachers: Sequence[TaskModel] | TeacherPool,
     config: MetaTrainConfig,
     out_dir: Path,
     val_data: ImageSet | None = None,
@@ -110,7 +112,8 @@ def meta_train(
 ) -> MetaTrainResult:
     """Meta-train a few-shot learner from ``teachers`` with FREE; write the run into ``out_dir``.
 
-    Teachers are moved to the run's device and put in eval mode; their weights are never changed.
+    Teachers (models, or a :class:`~freehub.free.teachers.TeacherPool` that builds them when drawn)
+    are moved to the run's device and put in eval mode; their weights are never changed.
     With ``config.recovery == "real"`` (the data oracle) the memory holds ``real_data`` instead of
     recovered images, no teacher is needed, and the learner is trained by replay alone.
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` (and starts afresh if a killed run
@@ -127,13 +130,14 @@ def meta_train(
             raise ConfigError("the data oracle (recovery 'real') needs real images of the meta-train classes")
         if real_data.num_classes < config.n_way:
             raise ConfigError(f"the oracle's real data has {real_data.num_classes} classes, a {config.n_way}-way episode needs more")
-    else:
-        teachers = _prepare_teachers(teachers=teachers, device=device)
+    teachers = as_pool(teachers)
+    if config.recovery != "real":
+        teachers.check()
     if val_data is not None and val_data.num_classes < config.n_way:
         raise ConfigError(f"validation data has {val_data.num_classes} classes, a {config.n_way}-way episode needs more")
     checkpoint_path = out_dir / CHECKPOINT_NAME
     metrics_path = out_dir / "metrics.jsonl"
-    world.check_same(value=[config.to_dict(), _teacher_fingerprint(teachers), resume], what="config or teachers")
+    world.check_same(value=[config.to_dict(), teachers.fingerprint(), resume], what="config or teachers")
     exists = world.broadcast(value=checkpoint_path.exists())  # the run folder is rank 0's
     if exists and not resume:
         raise TrainingError(f"{out_dir} already holds a run: pass resume=True to continue it, or choose another directory")
@@ -161,8 +165,9 @@ def meta_train(
         record: dict[str, Any] = {"iteration": iteration, "phase": "warmup" if iteration < config.warmup_iterations else "train", "world_size": world.size}
 
         # 1. Draw the meta-batch.
-        indices = rng.sample(range(len(teachers)), min(config.teachers_per_step, len(teachers)))
-        views = [_task_view(teacher=teachers[i], n_way=config.n_way, rng=rng) for i in indices]
+        indices, views = draw_meta_batch(
+            pool=teachers, count=config.teachers_per_step, n_way=config.n_way, rng=rng, device=device, weighting=config.teacher_weighting
+        )
 
         # 2. Recover one task per teacher (FIVE, or a baseline) into memory; the oracle's memory is real images.
         # Warm-up trains the meta-generator alone; a mode without one has nothing to warm up.
@@ -241,13 +246,6 @@ def meta_train(
 
 # ---------------------------------------------------------------------------------------------
 # The steps of one iteration
-
-
-def _task_view(*, teacher: TaskModel, n_way: int, rng: random.Random) -> TaskModel:
-    # A learner with an n_way head distils at most n_way classes at once (see freehub.free.episodic).
-    if teacher.num_classes <= n_way:
-        return teacher
-    return teacher.head_slice(sorted(rng.sample(range(teacher.num_classes), n_way)))
 
 
 def _recover_into_memory(
@@ -546,15 +544,6 @@ def _save_grids(*, out_dir: Path, iteration: int, indices: Sequence[int], views:
 # Set-up, checkpoints and logs
 
 
-def _prepare_teachers(*, teachers: Sequence[TaskModel], device: torch.device) -> list[TaskModel]:
-    if not teachers:
-        raise ConfigError("meta-training needs at least one teacher")
-    for index, teacher in enumerate(teachers):
-        if teacher.num_classes < 2:
-            raise ConfigError(f"teacher {index} ({teacher.spec.architecture}) has fewer than 2 classes")
-    return [teacher.to(device).eval() for teacher in teachers]
-
-
 def _seed_everything(*, seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -574,16 +563,12 @@ def _fresh_state(*, config: MetaTrainConfig, device: torch.device) -> _RunState:
     )
 
 
-def _teacher_fingerprint(teachers: Sequence[TaskModel]) -> list[list[Any]]:
-    return [[t.spec.architecture, list(t.label_names)] for t in teachers]
-
-
-def _save_checkpoint(*, path: Path, state: _RunState, config: MetaTrainConfig, teachers: Sequence[TaskModel]) -> None:
+def _save_checkpoint(*, path: Path, state: _RunState, config: MetaTrainConfig, teachers: TeacherPool) -> None:
     numpy_state = np.random.get_state()
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "config": config.to_dict(),
-        "teachers": _teacher_fingerprint(teachers),
+        "teachers": teachers.fingerprint(),
         "iteration": state.iteration,
         "best_val": None if state.best_val is None else {**asdict(state.best_val), "accuracies": list(state.best_val.accuracies)},
         "best_iteration": state.best_iteration,
@@ -604,7 +589,7 @@ def _save_checkpoint(*, path: Path, state: _RunState, config: MetaTrainConfig, t
 
 
 def _load_checkpoint(
-    *, path: Path, source: Path | BinaryIO, config: MetaTrainConfig, teachers: Sequence[TaskModel], device: torch.device
+    *, path: Path, source: Path | BinaryIO, config: MetaTrainConfig, teachers: TeacherPool, device: torch.device
 ) -> _RunState:
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
@@ -617,7 +602,7 @@ def _load_checkpoint(
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
     if changed:
         raise TrainingError(f"cannot resume with a different config: {', '.join(changed)} changed")
-    if checkpoint["teachers"] != _teacher_fingerprint(teachers):
+    if checkpoint["teachers"] != teachers.fingerprint():
         raise TrainingError("cannot resume with different teachers (names, order or labels changed)")
     state = _fresh_state(config=config, device=device)
     state.learner.load_state_dict(checkpoint["learner"])

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx2
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_session
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
 from freehub.errors import (
@@ -65,8 +65,11 @@ class RemoteHub(Hub):
         self.location = endpoint.rstrip("/")
         self._token = endpoint_token(endpoint=self.location, token=token)
         self._retry = retry or RetryPolicy()
-        self._http = HubHttp(endpoint=self.location, token=self._token, timeouts=timeouts or Timeouts(),
-                             retry=self._retry)
+        timeouts = timeouts or Timeouts()
+        self._http = HubHttp(endpoint=self.location, token=self._token, timeouts=timeouts, retry=self._retry)
+        # Writes (create, commit, whoami) go through huggingface_hub's shared client, which has no
+        # timeout at all: a silent server would hang `zoo build` or `push` forever.
+        get_session().timeout = httpx2.Timeout(timeouts.read_s, connect=timeouts.connect_s)
         # token=False: huggingface_hub must not fall back to an ambient token this endpoint may not have.
         self._api = HfApi(endpoint=self.location, token=self._token or False)
 
