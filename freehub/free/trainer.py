@@ -8,9 +8,9 @@ One iteration:
      recovered images each teacher vouches for into the task memory (the baselines recover from a
      fresh generator or from pixels instead; the data oracle's memory holds real images);
   3. after ``warmup_iterations`` (which train the meta-generator alone, so only FREE's recovery has
-     them): one BELL alignment step of the learner on the recovered tasks, then
-     replay of memory episodes until the mean query accuracy has not improved for ``patience``
-     outer steps (capped at ``max_replay_steps``);
+     them): one BELL alignment step of the learner on the recovered tasks, then replay of memory
+     episodes (:mod:`freehub.free.replay`) until the mean query accuracy has not improved for
+     ``patience`` outer steps (capped at ``max_replay_steps``);
   4. every ``val_every`` iterations: few-shot accuracy on real meta-validation classes, keeping the
      best learner (selection on meta-validation only; meta-test is never seen here);
   5. an atomic checkpoint holding everything needed to resume exactly where the run stood.
@@ -43,14 +43,15 @@ from freehub.data import ImageSet, save_grid
 from freehub.errors import ConfigError, TrainingError
 from freehub.free.align import alignment_gradient
 from freehub.free.config import MetaTrainConfig
-from freehub.free.distributed import World, current_world, derived_seed, run_slots, seeded_torch
-from freehub.free.episodic import EpisodeOutcome, maml_episode, protonet_episode, task_logits
+from freehub.free.distributed import World, current_world, run_slots
+from freehub.free.episodic import task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
 from freehub.free.generator import Generator
-from freehub.free.inversion import Adversary, HeadInput, MetaGenerator, RecoveredTask, augment, recover_from_scratch, recover_pixels
+from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
-from freehub.free.losses import kl_divergence, relation_distance
+from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
+from freehub.free.replay import replay
 from freehub.free.metrics_log import append_record, truncate_records
 from freehub.free.teachers import TeacherPool, as_pool, draw_meta_batch
 from freehub.task_model import TaskModel
@@ -188,7 +189,10 @@ def meta_train(
             if config.align and tasks:
                 record["align_kl"] = _alignment_step(state=state, views=views, tasks=tasks, config=config, rng=rng, world=world)
             relating = [(f"teacher{i}", view) for i, view in zip(indices, views)]
-            record.update(_replay(state=state, config=config, device=device, world=world, relating=relating))
+            record.update(replay(
+                learner=state.learner, optimizer=state.learner_optimizer, memory=state.memory, iteration=state.iteration,
+                config=config, device=device, world=world, relating=relating,
+            ))
 
         # 4. Pictures and meta-validation.
         final = iteration + 1 == config.iterations or world.broadcast(value=bool(  # rank 0's clock decides for all
@@ -384,126 +388,6 @@ def _alignment_step(
         param.grad = (config.align_weight / world.size) * grad
     state.learner_optimizer.step()
     return float(np.mean(seen))
-
-
-def _replay(
-    *, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, relating: Sequence[tuple[str, TaskModel]] = ()
-) -> dict[str, Any]:
-    """Outer steps on memory episodes until the mean query accuracy stops improving.
-
-    With ``relation_weight``, each step also distils one of ``relating`` (memory group, teacher) in
-    turn: the learner's pairwise feature similarities on memory images of that teacher's classes
-    are pulled towards the teacher's own.
-    """
-    per_class = config.k_shot + config.q_queries
-    if not state.memory.can_sample(n_way=config.n_way, per_class=per_class):
-        return {"replay_steps": 0}
-    best_acc, stale, steps, accs, losses, relations = -1.0, 0, 0, [], [], []
-    while stale < config.patience and steps < config.max_replay_steps:
-        loss, acc, relation = _replay_step(state=state, config=config, device=device, world=world, step=steps, relating=relating)
-        if relation is not None:
-            relations.append(relation)
-        accs.append(acc)
-        losses.append(loss)
-        if acc > best_acc:
-            best_acc, stale = acc, 0
-        else:
-            stale += 1
-        steps += 1
-    summary = {"replay_steps": steps, "episode_acc": float(np.mean(accs)), "episode_loss": float(np.mean(losses)), "episode_acc_best": best_acc}
-    if relations:
-        summary["relation"] = float(np.mean(relations))
-    return summary
-
-
-def _relation_loss(
-    *, state: _RunState, config: MetaTrainConfig, group: str, teacher: TaskModel, device: torch.device
-) -> torch.Tensor | None:
-    """Relational distillation of ``teacher`` on memory images it recovered, seen through replay's augmentation."""
-    images = state.memory.sample_group(group=group, count=config.relation_images)
-    if len(images) < 2:
-        return None
-    images = _replay_view(images=images, config=config).to(device)
-    with torch.no_grad(), HeadInput(teacher) as head:
-        teacher(images)
-    if head.features is None:
-        return None
-    return relation_distance(learner_features=state.learner.features(images), teacher_features=head.features)
-
-
-def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tensor:
-    """Memory images as replay shows them: colour jitter and random pose, when switched on."""
-    if config.replay_colour_jitter:
-        images = colour_jitter(images)
-    if config.replay_pose > 0:
-        images = augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100)
-    return images
-
-
-def _replay_step(
-    *, state: _RunState, config: MetaTrainConfig, device: torch.device, world: World, step: int, relating: Sequence[tuple[str, TaskModel]]
-) -> tuple[float, float, float | None]:
-    """One outer step on ``episodes_per_step`` episodes, shared among the ranks, plus (rank 0) the
-    relation term of one teacher; returns the step's loss, mean episode accuracy and relation term.
-
-    Each episode and the relation term draw from their own seeded RNGs, so which rank computes
-    them does not change them; the gradients are summed over ranks, so each term counts once.
-    """
-    episodes = config.episodes_per_step
-    params = list(state.learner.parameters())
-    state.learner_optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(2, device=device)  # summed loss and accuracy
-    for index in world.shard(count=episodes):
-        with seeded_torch(seed=derived_seed(parts=(config.seed, state.iteration, "replay", step, index)), device=device):
-            outcome = _episode(state=state, config=config, device=device)
-        (outcome.loss / episodes).backward()
-        totals += torch.tensor([float(outcome.loss.detach()), outcome.accuracy], device=device)
-    relation = None
-    if world.is_main and config.relation_weight > 0 and relating:
-        group, teacher = relating[step % len(relating)]
-        with seeded_torch(seed=derived_seed(parts=(config.seed, state.iteration, "relation", step)), device=device):
-            term = _relation_loss(state=state, config=config, group=group, teacher=teacher, device=device)
-        if term is not None:
-            (config.relation_weight * term).backward()
-            relation = float(term.detach())
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-    world.all_reduce_sum_(tensors=[*grads, totals])
-    for param, grad in zip(params, grads):
-        param.grad = grad
-    state.learner_optimizer.step()
-    loss = float(totals[0]) / episodes + (0.0 if relation is None else config.relation_weight * relation)
-    return loss, float(totals[1]) / episodes, relation
-
-
-def _episode(*, state: _RunState, config: MetaTrainConfig, device: torch.device) -> EpisodeOutcome:
-    group = None
-    if config.replay_within_teacher > 0 and float(torch.rand(())) < config.replay_within_teacher:
-        # All classes from one teacher: one style, so only the classes' content tells them apart.
-        groups = state.memory.groups_with(n_way=config.n_way, per_class=config.k_shot + config.q_queries)
-        group = groups[int(torch.randint(len(groups), ()))] if groups else None
-    episode = state.memory.sample_episode(n_way=config.n_way, k_shot=config.k_shot, q_queries=config.q_queries, group=group)
-    support, query = _replay_view(images=episode.support_images, config=config), _replay_view(images=episode.query_images, config=config)
-    batch = {
-        "support_images": support.to(device),
-        "support_labels": episode.support_labels.to(device),
-        "query_images": query.to(device),
-        "query_labels": episode.query_labels.to(device),
-    }
-    if config.algorithm == "protonet":
-        return protonet_episode(learner=state.learner, **batch)
-    return maml_episode(learner=state.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
-
-
-def colour_jitter(images: torch.Tensor) -> torch.Tensor:
-    """Per image: greyscale with probability 1/2, then each channel's range mapped to a random
-    ``[low, high]`` (low in [0, 0.4], high in [0.6, 1]): a new contrast, brightness and tint, the
-    shapes untouched. Draws from the global torch RNG."""
-    count = images.shape[0]
-    grey = images.mean(dim=1, keepdim=True).expand_as(images)
-    images = torch.where(torch.rand(count, 1, 1, 1) < 0.5, grey, images)
-    low = torch.rand(count, images.shape[1], 1, 1) * 0.4
-    high = 0.6 + torch.rand(count, images.shape[1], 1, 1) * 0.4
-    return low + (high - low) * images
 
 
 def _validate(*, learner: MetaLearner, data: ImageSet, config: MetaTrainConfig) -> FewShotResult:
