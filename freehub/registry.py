@@ -427,16 +427,6 @@ class Registry:
         for record in self.list(all_versions=all_versions, library=library):
             yield load_record(record=record)
 
-    def task_heads(self, *, n_way: int = 5, library: str | None = None) -> Iterator[TaskModel]:
-        """N-way task heads: each model with exactly ``n_way`` classes, and consecutive ``n_way``-row
-        slices of models with more (a remainder of fewer than ``n_way`` rows is left out).
-        """
-        if n_way < 2:
-            raise ValueError(f"n_way must be at least 2, got {n_way}")
-        for model in self.task_models(library=library):
-            for start in range(0, model.num_classes - n_way + 1, n_way):
-                yield model if model.num_classes == n_way else model.head_slice(range(start, start + n_way))
-
     def _record_from_row(self, row: sqlite3.Row) -> ModelRecord:
         return ModelRecord(
             id=row["id"],

@@ -40,26 +40,6 @@ def test_task_models_take_any_image_size(collected) -> None:
             assert model(torch.rand(2, 3, 40, 40)).shape == (2, model.num_classes)
 
 
-def test_task_heads_slice_many_class_teachers(collected) -> None:
-    _, registry = collected
-    heads = list(registry.task_heads(n_way=5))
-    assert len(heads) == 5  # three 5-way teachers, and two heads of the 10-way one
-    digits = [head for head in heads if head.spec.extra["repo_id"] == "zoo/digits"]
-    assert [head.label_names for head in digits] == [
-        tuple(f"digit {i}" for i in range(5)),
-        tuple(f"digit {i}" for i in range(5, 10)),
-    ]
-    images = torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        full = digits[0].network(digits[0].preprocess(images))
-        torch.testing.assert_close(digits[1](images), full[:, 5:10])
-
-
-def test_task_heads_skip_teachers_with_too_few_classes(collected) -> None:
-    _, registry = collected
-    assert [head.spec.extra["repo_id"] for head in registry.task_heads(n_way=10)] == ["zoo/digits"]
-
-
 def test_a_loaded_model_knows_its_registry_id(collected) -> None:
     _, registry = collected
     record = registry.list(library="timm")[0]
