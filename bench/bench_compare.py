@@ -278,11 +278,13 @@ def _plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
         if not run["curve"]:
             continue
         seconds, accs = zip(*run["curve"])
+        first = run["method"] not in colours  # one legend entry per method, not per seed
         colour = colours.setdefault(run["method"], f"C{len(colours)}")
-        axis.plot(seconds, [100 * a for a in accs], "o-", color=colour, alpha=0.8, label=run["method"] if run["seed"] == runs[0]["seed"] else None)
+        axis.plot(seconds, [100 * a for a in accs], "o-", color=colour, alpha=0.8, label=run["method"] if first else None)
     axis.set(xlabel="meta-training seconds", ylabel="meta-val 5-way 1-shot accuracy (%)", title="Meta-validation accuracy against wall-clock")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    if colours:  # a smoke run may have no meta-validation point at all
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
