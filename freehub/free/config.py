@@ -30,8 +30,8 @@ from freehub.free.inversion import META_RULES, InversionSettings
 from freehub.free.learners import ALGORITHMS, LearnerSpec
 
 RECOVERIES = ("meta-generator", "scratch-generator", "pixels", "real")
-TEACHER_WEIGHTINGS = ("uniform", "slices")
 """``real`` is the data oracle: the memory holds real images instead of recovered ones."""
+TEACHER_WEIGHTINGS = ("uniform", "slices")
 
 
 @dataclass(frozen=True)

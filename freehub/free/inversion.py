@@ -4,10 +4,11 @@ Per teacher, a copy of the meta-generator and a fresh latent batch take ``steps`
 
     CE(teacher(aug(x)), y) + adv_weight * adversarial + bn_weight * BN-statistics prior,
 
-with ``y`` cycling over the teacher's classes. The adversarial term is minus the true KL between
-teacher and the current meta-learner on the samples where they agree (the learner's parameters
-receive no gradient; the images do), which pushes recovered images to where the learner is still
-wrong. The BN prior (DeepInversion) matches each teacher BatchNorm layer's batch statistics to its
+with ``y`` cycling over the teacher's classes, plus the optional priors (total variation, L2) and a
+diversity term (the same-class cosine similarity of the teacher's features at its head input). The
+adversarial term is minus the true KL between teacher and the current meta-learner on the samples
+where they agree (the learner's parameters receive no gradient; the images do), which pushes
+recovered images to where the learner is still wrong. The BN prior (DeepInversion) matches each teacher BatchNorm layer's batch statistics to its
 running statistics; it is off in the paper and does not exist for teachers without BatchNorm.
 
 The images of the last inner step are the recovered task. The meta-generator then moves by
