@@ -32,7 +32,7 @@ def zoo_registry(*, work: Path, teachers: int, zoo_steps: int, data: SplitData) 
     return work / "registry"
 
 
-_JUDGE: list[tuple[nn.Module, dict[str, int], float]] = []
+_JUDGES: dict[tuple[frozenset[str] | None, int], tuple[nn.Module, dict[str, int], float]] = {}
 JUDGE_TRAIN_PER_CLASS = 15
 JUDGE_STEPS = 400
 
@@ -43,10 +43,12 @@ def train_judge(data: SplitData, *, class_names: set[str] | None = None, steps: 
     held-out real images)``.
 
     It judges recovered images without asking their teacher (whose own verdict saturates quickly).
-    Trained once per process; inputs are ``[0, 1]`` images mapped by :func:`judge_logits`.
+    Trained once per process for each set of classes and steps; inputs are ``[0, 1]`` images mapped
+    by :func:`judge_logits`.
     """
-    if _JUDGE:
-        return _JUDGE[0]
+    cache_key = (None if class_names is None else frozenset(class_names), steps)
+    if cache_key in _JUDGES:
+        return _JUDGES[cache_key]
     train = data.train
     if class_names is not None:
         train = train.select_classes([i for i, name in enumerate(train.class_names) if name in class_names])
@@ -75,8 +77,8 @@ def train_judge(data: SplitData, *, class_names: set[str] | None = None, steps: 
     with torch.no_grad():
         held_accuracy = float((judge_logits(net, images[held]).argmax(dim=1) == labels[held]).float().mean())
     keys = {canonical_label_key(name) or name: i for i, name in enumerate(train.class_names)}
-    _JUDGE.append((net, keys, held_accuracy))
-    return _JUDGE[0]
+    _JUDGES[cache_key] = (net, keys, held_accuracy)
+    return _JUDGES[cache_key]
 
 
 def judge_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -110,6 +110,11 @@ class MetaTrainConfig:
     # ``replay_pose / 100`` and shifts up to 1/10 of the width (0: off). Support and query images of a
     # class get independent poses, so the learner must recognise the class, not one recovered pattern.
     replay_pose: float = 0.0
+    # Per-image Gaussian blur of up to this many pixels (0: off) and additive pixel noise of up to this
+    # standard deviation (0: off) in replay episodes: sharpness and noise level vary from teacher to
+    # teacher (input sizes, architectures), and real images carry noise that recovered ones lack.
+    replay_blur: float = 0.0
+    replay_noise: float = 0.0
     # Weight of relational distillation in replay: each outer step also matches the learner's pairwise
     # feature similarities to a teacher's, on memory images that teacher recovered (0: off).
     relation_weight: float = 0.0
@@ -190,6 +195,10 @@ class MetaTrainConfig:
                 raise ConfigError(f"{name} cannot be negative, got {getattr(self, name)}")
         if self.relation_images < 2:
             raise ConfigError(f"relation_images must be at least 2, got {self.relation_images}")
+        if not 0 <= self.replay_blur <= 3:
+            raise ConfigError(f"replay_blur must be in [0, 3] pixels, got {self.replay_blur}")
+        if not 0 <= self.replay_noise <= 0.5:
+            raise ConfigError(f"replay_noise must be in [0, 0.5], got {self.replay_noise}")
         if not 0 <= self.replay_pose <= 45:
             raise ConfigError(f"replay_pose must be in [0, 45] degrees, got {self.replay_pose}")
         if not 0 <= self.replay_within_teacher <= 1:

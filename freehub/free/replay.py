@@ -9,12 +9,14 @@ until the mean query accuracy has not improved for ``patience`` steps (at most `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from freehub.free.config import MetaTrainConfig
 from freehub.free.distributed import World, derived_seed, seeded_torch
@@ -96,7 +98,29 @@ def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tens
         images = colour_jitter(images)
     if config.replay_pose > 0:
         images = augment(images, shift=0.1, flip=False, rotate=config.replay_pose, scale=config.replay_pose / 100)
+    if config.replay_blur > 0:
+        images = random_blur(images, max_sigma=config.replay_blur)
+    if config.replay_noise > 0:
+        # Per-image strength, so that the amount of noise cannot identify a teacher's images either.
+        strength = torch.rand(images.shape[0], 1, 1, 1) * config.replay_noise
+        images = (images + strength * torch.randn_like(images)).clamp(0.0, 1.0)
     return images
+
+
+def random_blur(images: torch.Tensor, *, max_sigma: float) -> torch.Tensor:
+    """Per image: a Gaussian blur of a random width in ``[0, max_sigma]`` pixels. Draws from the global
+    torch RNG. Teachers of different input sizes recover images of different sharpness; a random blur
+    keeps sharpness from telling their classes apart."""
+    count, channels, height, width = images.shape
+    radius = max(1, math.ceil(2 * max_sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    sigma = (torch.rand(count, dtype=images.dtype) * max_sigma).clamp(min=1e-3)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
+    flat = F.pad(images.reshape(1, count * channels, height, width), (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(-1, 1, 1, 2 * radius + 1), groups=count * channels)
+    flat = F.conv2d(flat, kernel.view(-1, 1, 2 * radius + 1, 1), groups=count * channels)
+    return flat.view(count, channels, height, width)
 
 
 def _replay_step(
