@@ -4,6 +4,9 @@ One run builds (or reuses) the teacher zoo on a local folder Hub, collects it in
 meta-trains the same learner under one wall-clock budget per method, for several seeds:
 
     random            the learner's random initialisation (no training)
+    pixel-prototypes  nearest prototype on standardised grey pixels (no learner, no training)
+    teacher-ensemble  nearest prototype on the teachers' own features, each teacher's block unit-length
+                      (no learner, no training, no synthesis: the simplest use of the pile of models)
     oracle-all        the same learner trained on REAL images of all meta-train classes
     oracle-teachers   ... of only the classes the teachers were trained on (the fair ceiling)
     scratch-generator a fresh generator per teacher, BiDf-MKD-style
@@ -37,6 +40,7 @@ import torch
 from freehub.data import ImageSet, load_glyphs, save_grid
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, load_split
 from freehub.free.config import MetaTrainConfig
+from freehub.free.reference import PIXELS, TEACHER_ENSEMBLE, PixelPrototypes, TeacherEnsemble
 from freehub.free.trainer import meta_train
 from freehub.meta import load_oracle_data, registry_teachers
 from freehub.registry import Registry
@@ -46,17 +50,21 @@ from common import digits_folder, judge_within, train_judge, zoo_registry
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the table: a name and the config changes that make it."""
+    """One row of the table: a name and the config changes that make it (or, for a training-free
+    reference learner, its name in :mod:`freehub.free.reference`)."""
 
     name: str
     changes: dict[str, Any]
     oracle: str | None = None
+    reference: str | None = None
 
 
 def methods() -> list[Method]:
     """The methods compared, all on the same learner and schedule as the FREE config."""
     return [
         Method("random", {"iterations": 0}),
+        Method("pixel-prototypes", {}, reference=PIXELS),
+        Method("teacher-ensemble", {}, reference=TEACHER_ENSEMBLE),
         Method("oracle-all", {}, oracle="all"),
         Method("oracle-teachers", {}, oracle="teachers"),
         Method("scratch-generator", {"recovery": "scratch-generator"}),
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         chosen = [m for m in chosen if m.name in wanted]
     request = EvaluationRequest(split="test", n_way=5, shots=(1, 5), episodes=args.episodes, seed=0)
 
-    jobs = [(method, seed) for seed in seeds for method in chosen]
+    # A reference learner trains nothing: one evaluation stands for every seed.
+    jobs = [(method, seed) for seed in seeds for method in chosen if method.reference is None or seed == seeds[0]]
     runs: list[dict[str, Any]] = []
     if args.jobs > 1:
         # One process per (method, seed), each on its own share of the cores, under the same budget.
@@ -149,32 +158,22 @@ def _run(
     if reuse and cached.is_file():
         return json.loads(cached.read_text())
     shutil.rmtree(out, ignore_errors=True)
+    if method.reference is not None:
+        return _run_reference(method=method, seed=seed, teachers=teachers, data=data, work=work, request=request, out=out)
     real = None
     if method.oracle is not None:
         config = replace(config, recovery="real")
         real = load_oracle_data(spec="glyphs", size=config.image_size, seed=0, classes=method.oracle, teachers=teachers.infos)
     run = meta_train(teachers=teachers, config=config, out_dir=out, val_data=data.val, real_data=real, progress=False)
     learner = load_model(model=str(out))
-    results = evaluate_models(models={method.name: learner}, data=data.test, request=request)
-    digits = digits_folder(work=work)
-    if digits is not None:
-        # Real images of another domain: every class of scikit-learn's digits, the same episodes for every method.
-        other = evaluate_models(
-            models={method.name: learner}, data=load_split(spec=str(digits), split="all", size=config.image_size),
-            request=replace(request, data=str(digits), split="all"),
-        )
+    scores = _scores(learner=learner, name=method.name, data=data, work=work, request=request, image_size=config.image_size)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     recovery = [s for m in metrics for s in m.get("recovery_seconds", [])]
     teacher_acc = [a for m in metrics for a in m.get("teacher_acc_clean", [])]
     result = {
         "method": method.name,
         "seed": seed,
-        "one_shot": results[0].mean,
-        "one_shot_ci95": results[0].ci95,
-        "five_shot": results[1].mean,
-        "five_shot_ci95": results[1].ci95,
-        "digits_one_shot": other[0].mean if digits is not None else None,
-        "digits_five_shot": other[1].mean if digits is not None else None,
+        **scores,
         "seconds": run.seconds,
         "iterations": run.iterations,
         "best_iteration": run.best_iteration,
@@ -185,6 +184,45 @@ def _run(
     }
     cached.write_text(json.dumps(result) + "\n")
     return result
+
+
+def _run_reference(*, method: Method, seed: int, teachers, data, work: Path, request: EvaluationRequest, out: Path) -> dict[str, Any]:
+    """Score a training-free reference learner on the same episodes as every trained one."""
+    started = time.perf_counter()
+    if method.reference == PIXELS:
+        learner = PixelPrototypes()
+    else:
+        learner = TeacherEnsemble(teachers=[teachers.model(i, device=torch.device("cpu")) for i in range(len(teachers))])
+    scores = _scores(learner=learner, name=method.name, data=data, work=work, request=request, image_size=learner.spec.image_size)
+    result = {
+        "method": method.name, "seed": seed, **scores, "seconds": 0.0, "iterations": 0, "best_iteration": None,
+        "recovery_seconds_per_teacher": None, "teacher_acc": None, "judge_acc": None, "curve": [],
+        "evaluation_seconds": time.perf_counter() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_result.json").write_text(json.dumps(result) + "\n")
+    return result
+
+
+def _scores(*, learner, name: str, data, work: Path, request: EvaluationRequest, image_size: int) -> dict[str, Any]:
+    """Meta-test accuracies on the glyphs and, when scikit-learn is there, on the digits (another domain)."""
+    results = evaluate_models(models={name: learner}, data=data.test, request=request)
+    digits = digits_folder(work=work)
+    other = None
+    if digits is not None:
+        # Real images of another domain: every class of scikit-learn's digits, the same episodes for every method.
+        other = evaluate_models(
+            models={name: learner}, data=load_split(spec=str(digits), split="all", size=image_size),
+            request=replace(request, data=str(digits), split="all"),
+        )
+    return {
+        "one_shot": results[0].mean,
+        "one_shot_ci95": results[0].ci95,
+        "five_shot": results[1].mean,
+        "five_shot_ci95": results[1].ci95,
+        "digits_one_shot": other[0].mean if other is not None else None,
+        "digits_five_shot": other[1].mean if other is not None else None,
+    }
 
 
 def _judge_memory(*, out: Path, data, teachers, judge_steps: int) -> float | None:

@@ -10,6 +10,7 @@ and query in one batch. The interval is ``1.96 * std / sqrt(n)``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -69,7 +70,8 @@ def evaluate_fewshot(
     if method == "finetune" and learner.head is None:
         raise ConfigError("fine-tuning needs a learner with a head; use method='protonet'")
     sampler = EpisodeSampler(data, n_way=n_way, k_shot=k_shot, q_queries=q_queries, seed=seed)
-    device = next(learner.parameters()).device
+    # A training-free reference learner may hold no tensors at all: it then runs on the CPU.
+    device = next(itertools.chain(learner.parameters(), learner.buffers()), torch.empty(0)).device
     scores = []
     for _ in range(episodes):
         episode = sampler.sample()
