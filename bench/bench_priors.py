@@ -170,14 +170,14 @@ def _plot(rows: list[dict], families: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(max(8, 1.4 * len(families) + 3), 4.5))
+    figure, axis = plt.subplots(figsize=(max(8, 1.4 * len(families) + 3), 5.5))
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
         axis.bar(np.arange(len(families)) + i * width, [100 * v for v in row["judge_acc"]], width, label=row["variant"])
     axis.axhline(20, color="grey", linestyle=":", label="chance")
     axis.set_xticks(np.arange(len(families)) + 0.4 - width / 2, families, rotation=20, ha="right", fontsize=8)
     axis.set(ylabel="judge accuracy within the teacher's classes (%)", title="Recovered images name their class: priors by architecture")
-    axis.legend(fontsize=7, ncol=2)
+    axis.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.28))
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
