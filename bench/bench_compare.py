@@ -40,7 +40,8 @@ import torch
 from freehub.data import ImageSet, load_glyphs, save_grid
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, load_split
 from freehub.free.config import MetaTrainConfig
-from freehub.free.reference import PIXELS, TEACHER_ENSEMBLE, PixelPrototypes, TeacherEnsemble
+from freehub.evaluate import PIXELS, TEACHER_ENSEMBLE
+from freehub.free.reference import PixelPrototypes, TeacherEnsemble
 from freehub.free.trainer import meta_train
 from freehub.meta import load_oracle_data, registry_teachers
 from freehub.registry import Registry

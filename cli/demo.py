@@ -27,9 +27,10 @@ def demo_command(
 
     Prints and runs: `freehub zoo build` (heterogeneous teachers on a local folder Hub), `freehub
     collect` (into a registry), `freehub meta-train` twice (FREE, and the same learner on real
-    images of the teachers' classes: the fair data oracle), `freehub evaluate` (both and random
-    initialisation on the held-out meta-test alphabets) and `freehub push` (the learner and its
-    model card to a local folder Hub). Rerunning reuses the zoo and registry and resumes training.
+    images of the teachers' classes: the fair data oracle), `freehub evaluate` (both, prototypes
+    on raw pixels and random initialisation on the held-out meta-test alphabets) and `freehub push`
+    (the learner and its model card to a local folder Hub). Rerunning reuses the zoo and registry
+    and resumes training.
 
     Example:
 

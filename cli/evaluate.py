@@ -14,7 +14,11 @@ def evaluate_command(
         list[str],
         typer.Option(
             "--model", "-m",
-            help="A run directory, a learner folder, ORG/NAME on --hub, or 'random' (repeat to compare several).",
+            help=(
+                "A run directory, a learner folder, ORG/NAME on --hub, 'random', or a training-free reference: 'pixels' "
+                "(prototypes on standardised pixels) or 'teacher-ensemble' (prototypes on --registry's models' own features). "
+                "Repeat to compare several."
+            ),
         ),
     ],
     data: Annotated[str, typer.Option(help="Real images: 'glyphs', an image folder (a sub-folder per class), or 'hf:PATH_OR_ID'.")] = "glyphs",
@@ -30,6 +34,7 @@ def evaluate_command(
     ] = None,
     spec: Annotated[Optional[Path], typer.Option(help="Run directory whose learner spec 'random' builds (default: the CPU default learner).")] = None,
     hub: Annotated[Optional[str], typer.Option(help="Hub URL or folder for ORG/NAME models.")] = None,
+    registry: Annotated[Optional[Path], typer.Option(help="Registry whose models 'teacher-ensemble' puts together.")] = None,
     save: Annotated[
         bool, typer.Option(help="Store the results (all models') in each evaluated run directory's evaluations.json, for its model card.")
     ] = False,
@@ -46,9 +51,12 @@ def evaluate_command(
         freehub evaluate --model runs/free --baseline random --shot 1 --shot 5
 
         freehub evaluate --model runs/free --data ./my-classes --split test --episodes 300 --json
+
+        freehub evaluate --model runs/free --model pixels --model teacher-ensemble --registry registry --baseline random
     """
     from freehub.errors import ConfigError
     from freehub.evaluate import (
+        REFERENCES,
         EvaluationRequest,
         evaluate_models,
         evaluation_dicts,
@@ -65,7 +73,7 @@ def evaluate_command(
     )
     request.validate()
     random_spec = learner_spec_of(run_dir=spec) if spec is not None else None
-    learners = {name: load_model(model=name, seed=seed, spec=random_spec, hub=hub) for name in names}
+    learners = {name: load_model(model=name, seed=seed, spec=random_spec, hub=hub, registry=registry) for name in names}
     sizes = {learner.spec.image_size for learner in learners.values()}
     if len(sizes) != 1:
         raise ConfigError(f"the models expect different image sizes ({sorted(sizes)}): evaluate them separately")
@@ -74,7 +82,7 @@ def evaluate_command(
     if save:
         # Each run keeps the whole comparison it took part in; a model card shows only the run's own rows.
         for name in names:
-            if Path(name).expanduser().is_dir():
+            if name not in REFERENCES and Path(name).expanduser().is_dir():
                 save_evaluations(run_dir=Path(name).expanduser(), evaluations=results)
     if as_json:
         typer.echo(json.dumps(evaluation_dicts(results), indent=2))

@@ -33,6 +33,10 @@ from freehub.free.learners import LearnerSpec, MetaLearner, build_learner, load_
 EVALUATIONS_NAME = "evaluations.json"
 EVALUATIONS_FORMAT = 1
 RANDOM = "random"
+PIXELS = "pixels"
+TEACHER_ENSEMBLE = "teacher-ensemble"
+REFERENCES = (PIXELS, TEACHER_ENSEMBLE)
+"""Training-free reference learners that :func:`load_model` builds by name."""
 SPLITS = ("train", "val", "test", "all")
 """``all``: every class of a folder or `datasets` data set, for data from a domain no stage has seen."""
 
@@ -128,12 +132,18 @@ def load_split(*, spec: str, split: str, size: int, seed: int = 0) -> ImageSet:
     return getattr(data, split)
 
 
-def load_model(*, model: str, seed: int = 0, spec: LearnerSpec | None = None, hub: str | None = None) -> MetaLearner:
-    """The learner named by ``model``: a run directory, a learner folder, a published repo, or ``random``.
+def load_model(
+    *, model: str, seed: int = 0, spec: LearnerSpec | None = None, hub: str | None = None, registry: str | os.PathLike[str] | None = None
+) -> MetaLearner:
+    """The learner named by ``model``: a run directory, a learner folder, a published repo, ``random``,
+    or a training-free reference, ``pixels`` or ``teacher-ensemble`` (see :mod:`freehub.free.reference`).
 
     ``random`` builds ``spec`` (default: the CPU default learner) from ``torch.manual_seed(seed)``
-    without touching the caller's RNG state.
+    without touching the caller's RNG state. ``pixels`` works at ``spec``'s image size;
+    ``teacher-ensemble`` uses every model of ``registry`` with 2 or more classes.
     """
+    if model in REFERENCES:
+        return _reference(name=model, spec=spec, registry=registry)
     if model == RANDOM:
         from freehub.free.config import MetaTrainConfig
 
@@ -150,7 +160,25 @@ def load_model(*, model: str, seed: int = 0, spec: LearnerSpec | None = None, hu
         raise ConfigError(f"{model} holds no learner: expected a run directory (learner/learner.json) or a learner folder")
     if "/" in model and not model.startswith((".", "/", "~")) and model.count("/") == 1:
         return _load_published(source=model, hub=hub)
-    raise ConfigError(f"no such model {model!r}: give a run directory, a learner folder, ORG/NAME on a Hub, or 'random'")
+    raise ConfigError(f"no such model {model!r}: give a run directory, a learner folder, ORG/NAME on a Hub, 'random', 'pixels' or 'teacher-ensemble'")
+
+
+def _reference(*, name: str, spec: LearnerSpec | None, registry: str | os.PathLike[str] | None) -> MetaLearner:
+    from freehub.free.config import MetaTrainConfig
+    from freehub.free.reference import PixelPrototypes, TeacherEnsemble
+
+    size = (spec or MetaTrainConfig().learner_spec()).image_size
+    if name == PIXELS:
+        return PixelPrototypes(image_size=size)  # type: ignore[return-value]
+    if registry is None:
+        raise ConfigError("'teacher-ensemble' needs --registry: the registry whose models it puts together")
+    from freehub.registry import Registry
+
+    with Registry.open(registry) as opened:
+        teachers = [model for model in opened.task_models() if model.num_classes >= 2]
+    if not teachers:
+        raise ConfigError(f"the registry at {registry} has no model with 2 or more classes: run `freehub collect` first")
+    return TeacherEnsemble(teachers=teachers, image_size=size)  # type: ignore[return-value]
 
 
 def _load_published(*, source: str, hub: str | None) -> MetaLearner:

@@ -5,7 +5,8 @@
     freehub collect     the Hub crawled into a model registry
     freehub meta-train  FREE on the registry (selected on meta-val alphabets)
     freehub meta-train  the same learner on real images of the teachers' classes (the fair data oracle)
-    freehub evaluate    FREE, the oracle and random initialisation on the held-out meta-test alphabets
+    freehub evaluate    FREE, the oracle, pixel prototypes (no training) and random initialisation on the
+                        held-out meta-test alphabets
     freehub push        FREE's learner published to a local folder Hub with its model card
 
 Each command is printed before it runs, so the demo teaches the commands. Every stage is
@@ -93,7 +94,7 @@ def demo_commands(*, out: Path, settings: DemoSettings) -> list[list[str]]:
         ["collect", "--hub", str(hub), "--registry", str(registry), "--author", DEMO_ORG],
         ["meta-train", "--out", str(free), *train_options],
         ["meta-train", "--out", str(oracle), *train_options, "--data-oracle", "glyphs", "--oracle-classes", "teachers"],
-        ["evaluate", "--model", str(free), "--model", str(oracle), "--baseline", "random", "--spec", str(free),
+        ["evaluate", "--model", str(free), "--model", str(oracle), "--model", "pixels", "--baseline", "random", "--spec", str(free),
          *shots, "--episodes", str(settings.eval_episodes), "--seed", str(settings.seed), "--save"],
         ["push", "--model", str(free), "--repo", DEMO_REPO, "--hub", str(out / "published"), "--force"],
     ]
@@ -122,8 +123,10 @@ def run_demo(
         run(argv)
         ran.append(line)
     free = out / "free"
-    names = {str(free): "FREE (this run)", str(out / "oracle"): "data oracle (teachers' classes, real images)"}
-    # `evaluate --save` stores the whole comparison (FREE, oracle, random) in each run it evaluated.
+    names = {
+        str(free): "FREE (this run)", str(out / "oracle"): "data oracle (teachers' classes, real images)", "pixels": "pixel prototypes (no training)",
+    }
+    # `evaluate --save` stores the whole comparison (FREE, oracle, pixels, random) in each run it evaluated.
     evaluations = load_evaluations(run_dir=free)
     result = DemoResult(
         out=out,

@@ -28,7 +28,7 @@ from PIL import Image
 from freehub.atomic import atomic_write_text
 from freehub.card import REAL_IMAGES, render_learner_card
 from freehub.errors import CheckpointError, ConfigError, HubPermissionError, PublishError, RepoNotFoundError
-from freehub.evaluate import RANDOM, Evaluation, learner_sha256
+from freehub.evaluate import RANDOM, REFERENCES, Evaluation, learner_sha256
 from freehub.free.learners import MetaLearner, load_learner
 from freehub.hub import Hub, LocalHub, is_repo_id, open_hub
 from freehub.pretrained import export_learner, load_exported
@@ -155,7 +155,7 @@ def _run_learner(run: Path) -> MetaLearner:
 def _model_evaluations(*, run: Path, no_results: bool) -> tuple[Evaluation, ...]:
     """The entries of evaluations.json measured on this run's learner.
 
-    Baselines stored beside them (``random``, another run such as an oracle) are results of other
+    Baselines stored beside them (``random``, ``pixels``, another run such as an oracle) are results of other
     models and never reach the card; an entry counts when its ``model`` is this run's folder.
     """
     entries = read_evaluations(run_dir=run) or ()
@@ -170,7 +170,7 @@ def _model_evaluations(*, run: Path, no_results: bool) -> tuple[Evaluation, ...]
 
 
 def _names_run(model: str, run: Path) -> bool:
-    if model == RANDOM:
+    if model == RANDOM or model in REFERENCES:
         return False
     named = Path(model).expanduser()
     folders = (run.resolve(), (run / "learner").resolve())

@@ -35,7 +35,7 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
 
     first = run_demo(out=out, settings=settings)
     assert [c.split()[1] for c in first.commands] == ["zoo", "collect", "meta-train", "meta-train", "evaluate", "push"]
-    assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "random"}
+    assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "random"}
     card = ModelCard.load(first.card)
     # Every zoo teacher is a source: the five asked for and the Hub-like ones (2, 2, 3 classes and an alphabet).
     assert card.data.library_name == "freehub" and len(card.data.base_model) == 5 + HUB_LIKE_TEACHERS
@@ -70,6 +70,6 @@ def test_the_demo_command_reuses_a_complete_zoo_and_prints_the_comparison(glyph_
     result = json.loads(printed[printed.index("{\n"):])
     assert result["skipped"][0].startswith("freehub zoo build") and len(result["commands"]) == 5
     assert all("--seed 3" in command for command in result["commands"] if " meta-train " in command)
-    assert {e["model"] for e in result["evaluations"]} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "random"}
+    assert {e["model"] for e in result["evaluations"]} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "random"}
     assert {e["k_shot"] for e in result["evaluations"]} == {1, 5} and {e["episodes"] for e in result["evaluations"]} == {2}
     assert Path(result["card"]).is_file()

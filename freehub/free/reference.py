@@ -25,9 +25,6 @@ from freehub.free.inversion import HeadInput
 from freehub.free.learners import LearnerSpec
 from freehub.task_model import TaskModel
 
-PIXELS = "pixels"
-TEACHER_ENSEMBLE = "teacher-ensemble"
-
 
 class PixelPrototypes(nn.Module):
     """Images in ``[0, 1]`` to their grey pixels at ``image_size``, standardised per image."""
