@@ -174,7 +174,9 @@ def _reference(*, name: str, spec: LearnerSpec | None, registry: str | os.PathLi
         raise ConfigError("'teacher-ensemble' needs --registry: the registry whose models it puts together")
     from freehub.registry import Registry
 
-    with Registry.open(registry) as opened:
+    if not Path(registry).expanduser().is_dir():
+        raise ConfigError(f"no registry at {registry}: run `freehub collect --registry {registry}` first")
+    with Registry.open(Path(registry).expanduser()) as opened:
         teachers = [model for model in opened.task_models() if model.num_classes >= 2]
     if not teachers:
         raise ConfigError(f"the registry at {registry} has no model with 2 or more classes: run `freehub collect` first")

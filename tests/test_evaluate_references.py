@@ -26,6 +26,12 @@ def test_teacher_ensemble_without_a_registry_is_refused() -> None:
         load_model(model="teacher-ensemble")
 
 
+def test_teacher_ensemble_of_a_missing_registry_is_refused_without_creating_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no registry"):
+        load_model(model="teacher-ensemble", registry=tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_cli_compares_pixels_with_random_on_shared_episodes() -> None:
     result = runner.invoke(
         app, ["evaluate", "--model", "pixels", "--baseline", "random", "--shot", "1", "--episodes", "40", "--json"]
