@@ -33,6 +33,8 @@ def test_ensemble_gives_each_teacher_one_unit_length_block(small_teachers, glyph
     blocks = torch.split(features, widths, dim=1)
     assert all(torch.allclose(block.norm(dim=1), torch.ones(6), atol=1e-5) for block in blocks)
     assert not any(p.requires_grad for p in ensemble.parameters())
+    ensemble.train()
+    assert not any(module.training for module in ensemble.teachers.modules())
 
 
 def test_ensemble_uses_logits_when_the_head_is_unknown(small_teachers, glyph_data) -> None:

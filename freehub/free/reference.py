@@ -59,6 +59,12 @@ class TeacherEnsemble(nn.Module):
         self.spec = LearnerSpec(backbone="teacher-ensemble", algorithm="protonet", n_way=n_way, image_size=image_size)
         self.head = None
 
+    def train(self, mode: bool = True) -> TeacherEnsemble:
+        # The teachers stay in eval mode: their BatchNorm running statistics are what they learned.
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``B x sum(d_t)``: one unit-length block per teacher."""
         blocks = []
