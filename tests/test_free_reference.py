@@ -37,6 +37,19 @@ def test_ensemble_gives_each_teacher_one_unit_length_block(small_teachers, glyph
     assert not any(module.training for module in ensemble.teachers.modules())
 
 
+def test_cached_features_equal_fresh_ones_and_the_cache_is_bounded(small_teachers, glyph_data) -> None:
+    images = glyph_data.test.as_float()[:8]
+    cached = TeacherEnsemble(teachers=small_teachers)
+    first = cached.features(images[:5])
+    mixed = cached.features(images)  # five from the cache, three new, in one batch
+    uncached = TeacherEnsemble(teachers=small_teachers, cache_mb=0).features(images)
+    assert torch.allclose(mixed, uncached, atol=1e-5) and torch.equal(mixed[:5], first)
+    row_bytes = first[0].numel() * first[0].element_size()
+    bounded = TeacherEnsemble(teachers=small_teachers, cache_mb=3.5 * row_bytes / 2**20)
+    bounded.features(images)
+    assert bounded.cached_images == 3
+
+
 def test_ensemble_uses_logits_when_the_head_is_unknown(small_teachers, glyph_data) -> None:
     from dataclasses import replace
 

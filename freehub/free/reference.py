@@ -14,6 +14,7 @@ Both answer the few-shot interface of :class:`~freehub.free.learners.MetaLearner
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -48,16 +49,28 @@ class TeacherEnsemble(nn.Module):
     """Images in ``[0, 1]`` to the concatenated, per-teacher unit-length features of ``teachers``.
 
     Each teacher preprocesses the images its own way (:meth:`TaskModel.forward`); its block is the
-    input of its classification layer when the spec names the head, else its logits.
+    input of its classification layer when the spec names the head, else its logits. Evaluation draws
+    the same images into many episodes, and every image costs one forward pass per teacher, so the
+    features of up to ``cache_mb`` MiB of images are kept, keyed by the image's bytes.
     """
 
-    def __init__(self, *, teachers: Sequence[TaskModel], image_size: int = 32, n_way: int = 5) -> None:
+    def __init__(self, *, teachers: Sequence[TaskModel], image_size: int = 32, n_way: int = 5, cache_mb: float = 256.0) -> None:
         super().__init__()
         if not teachers:
             raise ConfigError("a teacher ensemble needs at least one teacher")
+        if cache_mb < 0:
+            raise ConfigError(f"the feature cache bound cannot be negative, got {cache_mb} MiB")
         self.teachers = nn.ModuleList(list(teachers)).eval().requires_grad_(False)
         self.spec = LearnerSpec(backbone="teacher-ensemble", algorithm="protonet", n_way=n_way, image_size=image_size)
         self.head = None
+        self._cache: dict[bytes, torch.Tensor] = {}
+        self._cache_bytes = 0
+        self._max_cache_bytes = int(cache_mb * 2**20)
+
+    @property
+    def cached_images(self) -> int:
+        """How many images' features the cache holds."""
+        return len(self._cache)
 
     def train(self, mode: bool = True) -> TeacherEnsemble:
         # The teachers stay in eval mode: their BatchNorm running statistics are what they learned.
@@ -67,6 +80,17 @@ class TeacherEnsemble(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``B x sum(d_t)``: one unit-length block per teacher."""
+        keys = [_image_key(image) for image in images]
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        fresh = dict(zip(missing, self._compute(images[missing]))) if missing else {}
+        for i, row in fresh.items():
+            size = row.numel() * row.element_size()
+            if self._cache_bytes + size <= self._max_cache_bytes:
+                self._cache[keys[i]] = row.clone()  # a clone: a view would keep the whole batch alive
+                self._cache_bytes += size
+        return torch.stack([fresh[i] if i in fresh else self._cache[key] for i, key in enumerate(keys)])
+
+    def _compute(self, images: torch.Tensor) -> torch.Tensor:
         blocks = []
         with torch.no_grad():
             for teacher in self.teachers:
@@ -75,3 +99,8 @@ class TeacherEnsemble(nn.Module):
                 block = head.features if head.features is not None else logits
                 blocks.append(F.normalize(block.flatten(1).float(), dim=1))
         return torch.cat(blocks, dim=1)
+
+
+def _image_key(image: torch.Tensor) -> bytes:
+    pixels = image.detach().cpu().contiguous()
+    return hashlib.blake2b(str((tuple(pixels.shape), pixels.dtype)).encode() + pixels.numpy().tobytes(), digest_size=16).digest()
