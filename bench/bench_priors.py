@@ -144,7 +144,7 @@ def _real_images(*, teacher: TaskModel, data: ImageSet, skip: int = 15) -> tuple
     images, labels = [], []
     for label, name in enumerate(teacher.label_names):
         rows = torch.nonzero(data.labels == data.class_names.index(name)).flatten()[skip:]
-        images.append(data.as_float()[rows])
+        images.append(data.images[rows].float() / 255.0)
         labels.append(torch.full((len(rows),), label))
     return torch.cat(images), torch.cat(labels)
 
