@@ -38,9 +38,8 @@ from typing import Any
 import torch
 
 from freehub.data import ImageSet, load_glyphs, save_grid
-from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, load_split
+from freehub.evaluate import PIXELS, TEACHER_ENSEMBLE, EvaluationRequest, evaluate_models, load_model, load_split
 from freehub.free.config import MetaTrainConfig
-from freehub.evaluate import PIXELS, TEACHER_ENSEMBLE
 from freehub.free.reference import PixelPrototypes, TeacherEnsemble
 from freehub.free.trainer import meta_train
 from freehub.meta import load_oracle_data, registry_teachers
@@ -205,7 +204,7 @@ def _run_reference(*, method: Method, seed: int, teachers, data, work: Path, req
     return result
 
 
-def _scores(*, learner, name: str, data, work: Path, request: EvaluationRequest, image_size: int) -> dict[str, Any]:
+def _scores(*, learner: torch.nn.Module, name: str, data, work: Path, request: EvaluationRequest, image_size: int) -> dict[str, Any]:
     """Meta-test accuracies on the glyphs and, when scikit-learn is there, on the digits (another domain)."""
     results = evaluate_models(models={name: learner}, data=data.test, request=request)
     digits = digits_folder(work=work)
