@@ -9,7 +9,7 @@ images is reported beside it: a teacher is satisfied long before a judge is. Pri
 ``bench_priors.json``, ``bench_priors.png`` (judge accuracy per architecture and prior) and
 ``bench_priors_grid.png`` (real images and each prior's recovered images of the same classes).
 
-    python bench/bench_priors.py --out bench_results            # ~10 minutes on 2 CPU cores
+    python bench/bench_priors.py --out bench_results            # 10-25 minutes on 2 CPU cores
     python bench/bench_priors.py --quick --out bench_results    # a smoke run
 """
 
