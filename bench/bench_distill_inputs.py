@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import digits_folder, zoo_registry
+from common import add_zoo_arguments, digits_folder, zoo_registry
 
 from freehub.data import load_glyphs
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, load_split
@@ -38,16 +38,12 @@ from freehub.registry import Registry
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench_results"))
-    parser.add_argument("--work", type=Path, default=None, help="zoo and registry (default: OUT/work); reused when present")
+    add_zoo_arguments(parser)
     parser.add_argument("--run", type=Path, default=None, help="a finished meta-train run whose memory is the 'memory' pool")
-    parser.add_argument("--teachers", type=int, default=24)
-    parser.add_argument("--zoo-steps", type=int, default=150)
     parser.add_argument("--steps", type=int, default=1500, help="distillation steps per pool")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, few steps and episodes")
     args = parser.parse_args(argv)
     if args.quick:
@@ -72,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name, images in pools.items():
         started = time.perf_counter()
-        learner, final_loss = _distil(ensemble=ensemble, images=images, steps=args.steps, batch=args.batch, seed=args.seed)
+        learner, before, after = _distil(ensemble=ensemble, images=images, steps=args.steps, batch=args.batch, seed=args.seed)
         learners[f"distilled on {name}"] = learner
-        rows.append({"pool": name, "images": len(images), "final_loss": final_loss, "seconds": time.perf_counter() - started})
-        print(f"distilled on {name} ({len(images)} images): loss {final_loss:.5f}, {rows[-1]['seconds']:.0f} s", flush=True)
+        rows.append({"pool": name, "images": len(images), "probe_distance_before": before, "probe_distance_after": after, "seconds": time.perf_counter() - started})
+        print(f"distilled on {name} ({len(images)} images): probe distance {before:.5f} -> {after:.5f}, {rows[-1]['seconds']:.0f} s", flush=True)
 
     results = evaluate_models(models=learners, data=data.test, request=EvaluationRequest(episodes=args.episodes, shots=(1, 5), seed=args.seed))
     scores = {(e.model, e.k_shot): e for e in results}
@@ -91,13 +87,19 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _distil(*, ensemble: TeacherEnsemble, images: torch.Tensor, steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, float]:
-    """A random-init learner trained ``steps`` steps to match the ensemble's pairwise similarities on ``images``."""
+def _distil(*, ensemble: TeacherEnsemble, images: torch.Tensor, steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, float, float]:
+    """A random-init learner trained ``steps`` steps to match the ensemble's pairwise similarities on
+    ``images``; returns it with the distance on a fixed probe batch (no jitter) before and after."""
     targets = torch.cat([ensemble.features(images[i : i + 256]) for i in range(0, len(images), 256)])
     learner = load_model(model="random", seed=seed)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
-    loss = torch.zeros(())
+
+    def probe() -> float:
+        with torch.no_grad():
+            return float(relation_distance(learner_features=learner.features(images[:256]), teacher_features=targets[:256]))
+
+    before = probe()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # colour jitter draws from the global RNG
         for _ in range(steps):
@@ -106,7 +108,7 @@ def _distil(*, ensemble: TeacherEnsemble, images: torch.Tensor, steps: int, batc
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return learner, float(loss.detach())
+    return learner, before, probe()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import judge_within, train_judge, zoo_registry
+from common import add_zoo_arguments, judge_within, train_judge, zoo_registry
 
 from freehub.data import load_glyphs
 from freehub.free import Generator, MetaGenerator, bn_statistics_distance, recover_task
@@ -34,15 +34,11 @@ from freehub.registry import Registry
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench_results"))
-    parser.add_argument("--work", type=Path, default=None, help="zoo and registry (default: OUT/work); reused when present")
-    parser.add_argument("--teachers", type=int, default=24)
-    parser.add_argument("--zoo-steps", type=int, default=150)
+    add_zoo_arguments(parser)
     parser.add_argument("--held-out", type=int, default=6, help="teachers never seen by the meta-generator, spread over the zoo's recipes")
     parser.add_argument("--meta-iterations", type=int, default=60)
     parser.add_argument("--steps", default="1,2,5,10,20,50,100,200")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, few iterations and step counts")
     args = parser.parse_args(argv)

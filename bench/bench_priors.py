@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import judge_within, train_judge, zoo_registry
+from common import add_zoo_arguments, judge_within, train_judge, zoo_registry
 
 from freehub.data import ImageSet, load_glyphs, save_grid
 from freehub.free import bn_statistics_distance
@@ -57,13 +57,9 @@ VARIANTS = (
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench_results"))
-    parser.add_argument("--work", type=Path, default=None, help="zoo and registry (default: OUT/work); reused when present")
-    parser.add_argument("--teachers", type=int, default=24)
-    parser.add_argument("--zoo-steps", type=int, default=150)
+    add_zoo_arguments(parser)
     parser.add_argument("--per-recipe", type=int, default=1, help="teachers taken from each architecture of the zoo")
     parser.add_argument("--repeats", type=int, default=2, help="latent batches per teacher and prior")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, 2 priors, few steps")
     args = parser.parse_args(argv)
     variants = VARIANTS

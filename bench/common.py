@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -17,6 +18,15 @@ from freehub.task_model import canonical_label_key
 from freehub.zoo import build_zoo
 
 ORG = "bench"
+
+
+def add_zoo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every zoo benchmark shares: where results and the zoo go, and the zoo's size."""
+    parser.add_argument("--out", type=Path, default=Path("bench_results"))
+    parser.add_argument("--work", type=Path, default=None, help="zoo and registry (default: OUT/work); reused when present")
+    parser.add_argument("--teachers", type=int, default=24)
+    parser.add_argument("--zoo-steps", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=2)
 
 
 def zoo_registry(*, work: Path, teachers: int, zoo_steps: int, data: SplitData) -> Path:

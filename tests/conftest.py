@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import importlib
 import itertools
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from test_collect import build_zoo
 
     return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """Import a benchmark script of ``bench/`` by module name (they import their shared ``common``)."""
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+
+    def load(name: str):
+        sys.path.insert(0, bench)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(bench)
+
+    return load
 
 
 @pytest.fixture(scope="session")

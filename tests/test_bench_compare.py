@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-@pytest.fixture(scope="module")
-def bench_compare():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_compare")
-    finally:
-        sys.path.remove(str(BENCH))
-
 
 @pytest.mark.slow
-def test_quick_benchmark_compares_every_method_and_the_oracle_beats_random(bench_compare, tmp_path: Path) -> None:
+def test_quick_benchmark_compares_every_method_and_the_oracle_beats_random(load_bench, tmp_path: Path) -> None:
+    bench_compare = load_bench("bench_compare")
     result = bench_compare.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
     rows = {row["method"]: row for row in result["rows"]}
     assert set(rows) == {m.name for m in bench_compare.methods()}

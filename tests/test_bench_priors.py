@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-@pytest.fixture(scope="module")
-def bench_priors():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_priors")
-    finally:
-        sys.path.remove(str(BENCH))
-
 
 @pytest.mark.slow
-def test_quick_benchmark_judges_real_images_far_above_two_step_recoveries(bench_priors, tmp_path: Path) -> None:
+def test_quick_benchmark_judges_real_images_far_above_two_step_recoveries(load_bench, tmp_path: Path) -> None:
+    bench_priors = load_bench("bench_priors")
     result = bench_priors.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
     rows = {row["variant"]: row for row in result["rows"]}
     assert len(rows) == 3 and "real images" in rows
