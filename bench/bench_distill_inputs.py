@@ -31,7 +31,7 @@ from freehub.data import load_glyphs
 from freehub.evaluate import EvaluationRequest, evaluate_models, load_model, load_split
 from freehub.free.losses import relation_distance
 from freehub.free.reference import TeacherEnsemble
-from freehub.free.replay import colour_jitter
+from freehub.free.views import colour_jitter
 from freehub.meta import load_oracle_data, registry_teachers
 from freehub.registry import Registry
 

@@ -27,7 +27,7 @@ import torch
 from common import add_zoo_arguments, judge_within, train_judge, zoo_registry
 
 from freehub.data import load_glyphs
-from freehub.free import Generator, MetaGenerator, bn_statistics_distance, recover_task
+from freehub.free import MetaGenerator, bn_statistics_distance, recover_task
 from freehub.free.config import MetaTrainConfig
 from freehub.registry import Registry
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = MetaTrainConfig()
     settings = config.inversion_settings()
     torch.manual_seed(args.seed)
-    fresh_template = Generator(latent_dim=config.latent_dim, width=config.generator_width, image_size=config.image_size)
+    fresh_template = config.make_generator()
     meta = MetaGenerator(generator=copy.deepcopy(fresh_template), settings=settings, meta_rule=config.generator_meta_rule, meta_lr=config.generator_meta_lr)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()

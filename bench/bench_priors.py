@@ -132,7 +132,7 @@ def _recover(*, variant: Variant, teacher: TaskModel) -> RecoveredTask:
         settings = replace(config.inversion_settings(), steps=variant.steps, lr=config.pixel_lr)
         return recover_pixels(teacher=teacher, settings=settings, image_size=config.image_size)
     settings = replace(config.inversion_settings(), steps=variant.steps)
-    return recover_from_scratch(teacher=teacher, settings=settings, latent_dim=config.latent_dim, width=config.generator_width, image_size=config.image_size)
+    return recover_from_scratch(teacher=teacher, settings=settings, make_generator=config.make_generator)
 
 
 def _real_images(*, teacher: TaskModel, data: ImageSet, skip: int = 15) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,14 @@ def meta_train_command(
             "BiDf-MKD-style) or 'pixels' (images optimised per teacher, DeepInversion-style)."
         ),
     ] = None,
+    generator: Annotated[
+        Optional[str],
+        typer.Option(help="The generator's image prior: 'conv' (FastDFKD's, any pixels) or 'strokes' (pen strokes: characters, symbols, sketches)."),
+    ] = None,
+    prior_distill_steps: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="Before FREE's iterations, steps teaching the learner the teacher ensemble's image similarities on samples of the prior (0: off)."),
+    ] = None,
     align: Annotated[
         Optional[bool], typer.Option("--align/--no-align", help="BELL's gradient alignment across teachers (off: plain episodic replay).")
     ] = None,
@@ -69,13 +77,14 @@ def meta_train_command(
         torchrun --nproc_per_node 2 $(which freehub) meta-train --out runs/free2 --val-data glyphs
     """
     from freehub.free.distributed import is_main_process
+    from freehub.free.trainer import PRIOR_STAGE_ITERATION
     from freehub.meta import load_config, meta_train
 
     settings = load_config(
         path=config,
         overrides={
             "iterations": iterations, "teachers_per_step": teachers_per_step, "seed": seed, "device": device,
-            "recovery": recovery, "align": align,
+            "recovery": recovery, "align": align, "generator": generator, "prior_distill_steps": prior_distill_steps,
         },
     )
     result = meta_train(
@@ -99,7 +108,7 @@ def meta_train_command(
     typer.echo(f"run written to {result.run_dir} ({result.iterations} iterations, {result.seconds:.0f} s)")
     if result.best_val is not None:
         typer.echo(
-            f"best meta-val accuracy {100 * result.best_val.mean:.2f} +/- {100 * result.best_val.ci95:.2f}% "
-            f"at iteration {result.best_iteration}"
+            f"best meta-val accuracy {100 * result.best_val.mean:.2f} +/- {100 * result.best_val.ci95:.2f}%"
+            + (" after prior distillation (no iteration improved on it)" if result.best_iteration == PRIOR_STAGE_ITERATION else f" at iteration {result.best_iteration}")
         )
     typer.echo(f"meta-learner: {result.learner_dir}")

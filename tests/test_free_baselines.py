@@ -13,7 +13,7 @@ from test_free_trainer import CONFIG
 
 from freehub.data import SplitData
 from freehub.evaluate import load_model
-from freehub.free import InversionSettings, meta_train
+from freehub.free import Generator, InversionSettings, meta_train
 from freehub.free.inversion import recover_from_scratch, recover_pixels
 from freehub.task_model import TaskModel
 
@@ -35,7 +35,7 @@ def test_baseline_recovery_of_a_teacher_does_not_depend_on_earlier_teachers(mode
     def recover(teacher: TaskModel) -> torch.Tensor:
         if mode == "pixels":
             return recover_pixels(teacher=teacher, settings=SETTINGS, image_size=32).images
-        return recover_from_scratch(teacher=teacher, settings=SETTINGS, latent_dim=16, width=8, image_size=32).images
+        return recover_from_scratch(teacher=teacher, settings=SETTINGS, make_generator=lambda: Generator(latent_dim=16, width=8, image_size=32)).images
 
     torch.manual_seed(7)
     alone = recover(teachers[1])

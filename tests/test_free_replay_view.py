@@ -9,7 +9,8 @@ import torch
 
 from freehub.errors import ConfigError
 from freehub.free import MetaTrainConfig
-from freehub.free.replay import _replay_view, colour_jitter, random_blur
+from freehub.free.replay import _replay_view
+from freehub.free.views import colour_jitter, random_blur
 
 
 def _bars(count: int = 8) -> torch.Tensor:

@@ -26,12 +26,19 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from freehub.errors import ConfigError
+from torch import nn
+
+from freehub.free.generator import Generator
 from freehub.free.inversion import META_RULES, InversionSettings
 from freehub.free.learners import ALGORITHMS, LearnerSpec
+from freehub.free.prior_distill import PriorDistillSettings
+from freehub.free.strokes import StrokeGenerator
 
 RECOVERIES = ("meta-generator", "scratch-generator", "pixels", "real")
 """``real`` is the data oracle: the memory holds real images instead of recovered ones."""
 TEACHER_WEIGHTINGS = ("uniform", "slices")
+GENERATORS = ("conv", "strokes")
+"""Image priors: FastDFKD's convolutional generator (any pixels) or pen strokes (:mod:`freehub.free.strokes`)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class MetaTrainConfig:
 
     # FIVE: generator and per-teacher inversion.
     image_size: int = 32
+    # The generator's image prior: "conv" (FastDFKD's, the paper's; any pixels) or "strokes"
+    # (``generator_strokes`` pen strokes on a plain ground: right for characters, symbols, sketches).
+    generator: str = "conv"
+    generator_strokes: int = 6
     latent_dim: int = 256
     generator_width: int = 64
     images_per_task: int = 50
@@ -84,6 +95,14 @@ class MetaTrainConfig:
     memory_filter: bool = False
     # A teacher whose recovered task it recognises less often than this teaches nothing this iteration.
     min_teacher_acc: float = 0.0
+
+    # Prior distillation (freehub.free.prior_distill): before the first iteration, the learner is
+    # taught the teacher ensemble's pairwise similarities on ``prior_distill_images`` samples of the
+    # generator's prior, for ``prior_distill_steps`` Adam steps of ``prior_distill_batch`` images (0: off).
+    prior_distill_steps: int = 0
+    prior_distill_images: int = 4000
+    prior_distill_batch: int = 64
+    prior_distill_lr: float = 1e-3
 
     # BELL: learner, alignment and replay.
     backbone: str = "conv4"
@@ -181,6 +200,14 @@ class MetaTrainConfig:
         for name in ("inversion_lr", "inversion_lr_z", "generator_meta_lr", "outer_lr", "align_lr", "inner_lr", "val_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
+        if self.generator_strokes < 1:
+            raise ConfigError(f"generator_strokes must be at least 1, got {self.generator_strokes}")
+        if self.prior_distill_steps:
+            self.prior_distill_settings().validate()
+        elif self.prior_distill_steps < 0:
+            raise ConfigError(f"prior_distill_steps cannot be negative, got {self.prior_distill_steps}")
         if self.teacher_weighting not in TEACHER_WEIGHTINGS:
             raise ConfigError(f"teacher_weighting must be one of {TEACHER_WEIGHTINGS}, got {self.teacher_weighting!r}")
         if self.recovery not in RECOVERIES:
@@ -226,6 +253,18 @@ class MetaTrainConfig:
             image_size=self.image_size,
             conv_width=self.conv_width,
             backbone_args=dict(self.backbone_args),
+        )
+
+    def make_generator(self) -> nn.Module:
+        """A freshly initialised generator of this run's kind (from the global torch RNG)."""
+        if self.generator == "strokes":
+            return StrokeGenerator(latent_dim=self.latent_dim, strokes=self.generator_strokes, image_size=self.image_size)
+        return Generator(latent_dim=self.latent_dim, width=self.generator_width, image_size=self.image_size)
+
+    def prior_distill_settings(self) -> PriorDistillSettings:
+        """The prior-distillation stage's settings."""
+        return PriorDistillSettings(
+            steps=self.prior_distill_steps, images=self.prior_distill_images, batch=self.prior_distill_batch, lr=self.prior_distill_lr
         )
 
     def inversion_settings(self) -> InversionSettings:

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from freehub.errors import ConfigError
-from freehub.free.generator import Generator
 from freehub.free.losses import accuracy, kl_divergence
 from freehub.task_model import TaskModel
 
@@ -247,7 +246,7 @@ def _inversion_loss(
 
 def recover_task(
     *,
-    generator: Generator,
+    generator: nn.Module,
     teacher: TaskModel,
     settings: InversionSettings,
     adversary: Adversary | None = None,
@@ -336,18 +335,16 @@ def recover_from_scratch(
     *,
     teacher: TaskModel,
     settings: InversionSettings,
-    latent_dim: int,
-    width: int,
-    image_size: int,
+    make_generator: Callable[[], nn.Module],
     device: torch.device | str = "cpu",
     adversary: Adversary | None = None,
 ) -> RecoveredTask:
     """BiDf-MKD-style recovery: a freshly initialised generator per teacher, trained ``settings.steps`` steps.
 
-    The generator is built from the global torch RNG inside this call and dropped afterwards, so
-    no state carries from one teacher to the next.
+    ``make_generator`` builds it (e.g. :meth:`MetaTrainConfig.make_generator`) from the global torch
+    RNG inside this call; it is dropped afterwards, so no state carries from one teacher to the next.
     """
-    generator = Generator(latent_dim=latent_dim, width=width, image_size=image_size).to(device)
+    generator = make_generator().to(device)
     task, _ = recover_task(generator=generator, teacher=teacher, settings=settings, adversary=adversary)
     return task
 
@@ -355,7 +352,7 @@ def recover_from_scratch(
 class MetaGenerator:
     """The meta-generator ``θ_G`` and its persistent outer optimizer."""
 
-    def __init__(self, *, generator: Generator, settings: InversionSettings, meta_rule: str = "fomaml", meta_lr: float = 1e-3) -> None:
+    def __init__(self, *, generator: nn.Module, settings: InversionSettings, meta_rule: str = "fomaml", meta_lr: float = 1e-3) -> None:
         if meta_rule not in META_RULES:
             raise ConfigError(f"unknown generator meta rule {meta_rule!r}; choose one of {META_RULES}")
         self.generator = generator

@@ -25,9 +25,14 @@ def relation_distance(*, learner_features: torch.Tensor, teacher_features: torch
     that classifies by distance to prototypes is taught the teachers' sense of which images belong
     together, not only the hard labels of their classes.
     """
-    learner_unit = F.normalize(learner_features.flatten(1), dim=1)
     teacher_unit = F.normalize(teacher_features.flatten(1), dim=1)
-    return (learner_unit @ learner_unit.t() - teacher_unit @ teacher_unit.t()).pow(2).mean()
+    return similarity_distance(learner_features=learner_features, target=teacher_unit @ teacher_unit.t())
+
+
+def similarity_distance(*, learner_features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the learner's pairwise cosine similarities and ``target`` (``B x B``)."""
+    learner_unit = F.normalize(learner_features.flatten(1), dim=1)
+    return (learner_unit @ learner_unit.t() - target).pow(2).mean()
 
 
 def accuracy(*, logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -9,14 +9,12 @@ until the mean query accuracy has not improved for ``patience`` steps (at most `
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from freehub.free.config import MetaTrainConfig
 from freehub.free.distributed import World, derived_seed, seeded_torch
@@ -25,6 +23,7 @@ from freehub.free.inversion import HeadInput, augment
 from freehub.free.learners import MetaLearner
 from freehub.free.losses import relation_distance
 from freehub.free.memory import TaskMemory
+from freehub.free.views import colour_jitter, random_blur
 from freehub.task_model import TaskModel
 
 
@@ -107,22 +106,6 @@ def _replay_view(*, images: torch.Tensor, config: MetaTrainConfig) -> torch.Tens
     return images
 
 
-def random_blur(images: torch.Tensor, *, max_sigma: float) -> torch.Tensor:
-    """Per image: a Gaussian blur of a random width in ``[0, max_sigma]`` pixels. Draws from the global
-    torch RNG. Teachers of different input sizes recover images of different sharpness; a random blur
-    keeps sharpness from telling their classes apart."""
-    count, channels, height, width = images.shape
-    radius = max(1, math.ceil(2 * max_sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    sigma = (torch.rand(count, dtype=images.dtype) * max_sigma).clamp(min=1e-3)
-    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
-    flat = F.pad(images.reshape(1, count * channels, height, width), (radius, radius, radius, radius), mode="reflect")
-    flat = F.conv2d(flat, kernel.view(-1, 1, 1, 2 * radius + 1), groups=count * channels)
-    flat = F.conv2d(flat, kernel.view(-1, 1, 2 * radius + 1, 1), groups=count * channels)
-    return flat.view(count, channels, height, width)
-
-
 def _replay_step(
     *, run: _Replay, config: MetaTrainConfig, device: torch.device, world: World, step: int, relating: Sequence[tuple[str, TaskModel]]
 ) -> tuple[float, float, float | None]:
@@ -175,15 +158,3 @@ def _episode(*, run: _Replay, config: MetaTrainConfig, device: torch.device) -> 
     if config.algorithm == "protonet":
         return protonet_episode(learner=run.learner, **batch)
     return maml_episode(learner=run.learner, steps=config.inner_steps, lr=config.inner_lr, first_order=config.first_order, **batch)
-
-
-def colour_jitter(images: torch.Tensor) -> torch.Tensor:
-    """Per image: greyscale with probability 1/2, then each channel's range mapped to a random
-    ``[low, high]`` (low in [0, 0.4], high in [0.6, 1]): a new contrast, brightness and tint, the
-    shapes untouched. Draws from the global torch RNG."""
-    count = images.shape[0]
-    grey = images.mean(dim=1, keepdim=True).expand_as(images)
-    images = torch.where(torch.rand(count, 1, 1, 1) < 0.5, grey, images)
-    low = torch.rand(count, images.shape[1], 1, 1) * 0.4
-    high = 0.6 + torch.rand(count, images.shape[1], 1, 1) * 0.4
-    return low + (high - low) * images

@@ -43,14 +43,14 @@ from freehub.data import ImageSet, save_grid
 from freehub.errors import ConfigError, TrainingError
 from freehub.free.align import alignment_gradient
 from freehub.free.config import MetaTrainConfig
-from freehub.free.distributed import World, current_world, run_slots
+from freehub.free.distributed import World, current_world, derived_seed, run_slots
 from freehub.free.episodic import task_logits
 from freehub.free.fewshot import FewShotResult, evaluate_fewshot
-from freehub.free.generator import Generator
 from freehub.free.inversion import Adversary, MetaGenerator, RecoveredTask, recover_from_scratch, recover_pixels
 from freehub.free.learners import MetaLearner, build_learner, load_learner, save_learner
 from freehub.free.losses import kl_divergence
 from freehub.free.memory import TaskMemory, class_key
+from freehub.free.prior_distill import distil_prior
 from freehub.free.replay import replay
 from freehub.free.metrics_log import append_record, truncate_records
 from freehub.free.teachers import TeacherPool, as_pool, draw_meta_batch
@@ -58,6 +58,8 @@ from freehub.task_model import TaskModel
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+# The iteration number of a learner selected right after prior distillation, before any FREE iteration.
+PRIOR_STAGE_ITERATION = -1
 # Knobs that may change when a run is resumed: extending a run, or moving it to another device.
 _RESUMABLE_CHANGES = frozenset({"iterations", "device", "max_seconds"})
 
@@ -156,6 +158,10 @@ def meta_train(
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics_path.touch()
         atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device)}, indent=2) + "\n")
+    if not (resume and exists) and config.prior_distill_steps and config.recovery != "real":
+        _prior_stage(state=state, config=config, teachers=teachers, device=device, world=world, out_dir=out_dir, val_data=val_data, progress=progress)
+        if world.is_main:  # a run interrupted later resumes after the stage, not before it
+            _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
 
     last_val: FewShotResult | None = None
     bar = tqdm(total=config.iterations, initial=state.iteration, desc="meta-train", disable=not (progress and world.is_main), dynamic_ncols=True)
@@ -249,6 +255,53 @@ def meta_train(
 
 
 # ---------------------------------------------------------------------------------------------
+# The steps of a run
+
+
+def _prior_stage(
+    *,
+    state: _RunState,
+    config: MetaTrainConfig,
+    teachers: TeacherPool,
+    device: torch.device,
+    world: World,
+    out_dir: Path,
+    val_data: ImageSet | None,
+    progress: bool,
+) -> None:
+    """Prior distillation before the first iteration (rank 0 computes, every rank gets the learner);
+    what it did goes to ``prior_distill.json`` in the run folder. With validation data the distilled
+    learner is the first candidate of the selection (iteration :data:`PRIOR_STAGE_ITERATION`), so
+    iterations that make it worse on meta-validation are not the ones kept."""
+    result = None
+    if world.is_main:
+        if progress:
+            print(f"prior distillation: {config.prior_distill_images} {config.generator} samples, {len(teachers)} teachers, "
+                  f"{config.prior_distill_steps} steps", flush=True)
+        result = distil_prior(
+            learner=state.learner,
+            teachers=(teachers.model(index, device=device) for index in range(len(teachers))),
+            make_generator=config.make_generator,
+            settings=config.prior_distill_settings(),
+            seed=derived_seed(parts=(config.seed, "prior")),
+            device=device,
+        )
+        atomic_write_text(out_dir / "prior_distill.json", json.dumps(asdict(result), indent=2) + "\n")
+    weights = world.broadcast(value={k: v.cpu() for k, v in state.learner.state_dict().items()} if world.is_main else None)
+    state.learner.load_state_dict(weights)
+    if result is not None and progress:
+        print(f"prior distillation: similarity distance {result.loss_first:.4f} -> {result.loss_last:.4f} "
+              f"({result.sample_seconds + result.teacher_seconds + result.train_seconds:.0f} s)", flush=True)
+    if val_data is not None:
+        val = world.broadcast(value=_validate(learner=state.learner, data=val_data, config=config) if world.is_main else None)
+        state.best_val, state.best_iteration = val, PRIOR_STAGE_ITERATION
+        if world.is_main:
+            extra = {"iteration": PRIOR_STAGE_ITERATION, "stage": "prior distillation", "val_acc": val.mean, "val_ci95": val.ci95}
+            save_learner(learner=state.learner, directory=out_dir / "learner", extra=extra)
+            atomic_write_text(out_dir / "prior_distill.json", json.dumps({**asdict(result), "val_acc": val.mean, "val_ci95": val.ci95}, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # The steps of one iteration
 
 
@@ -311,10 +364,7 @@ def _recover(
             for total, part in zip(meta_gradient, update):
                 total.add_(part, alpha=1.0 / len(views))
         elif config.recovery == "scratch-generator":
-            task = recover_from_scratch(
-                teacher=view, settings=settings, latent_dim=config.latent_dim, width=config.generator_width,
-                image_size=config.image_size, device=device, adversary=adversary,
-            )
+            task = recover_from_scratch(teacher=view, settings=settings, make_generator=config.make_generator, device=device, adversary=adversary)
         else:
             task = recover_pixels(teacher=view, settings=settings, image_size=config.image_size, device=device, adversary=adversary)
         return _with_clean_accuracy(view=view, task=task)
@@ -436,7 +486,7 @@ def _seed_everything(*, seed: int) -> None:
 
 def _fresh_state(*, config: MetaTrainConfig, device: torch.device) -> _RunState:
     learner = build_learner(spec=config.learner_spec()).to(device)
-    generator = Generator(latent_dim=config.latent_dim, width=config.generator_width, image_size=config.image_size).to(device)
+    generator = config.make_generator().to(device)
     return _RunState(
         learner=learner,
         learner_optimizer=torch.optim.Adam(learner.parameters(), lr=config.outer_lr),
