@@ -13,6 +13,11 @@ meta-trains the same learner under one wall-clock budget per method, for several
     pixels            images optimised per teacher with BN / TV / L2 priors, DeepInversion-style
     free-no-align     FREE's recovery, plain episodic replay (no BELL alignment)
     free              FREE
+    free-strokes      FREE with the pen-stroke generator (an image prior for line art) instead of the conv one
+    prior-distill     no FREE iteration: the learner only matches the teacher ensemble's similarities on
+                      random pen strokes (prior distillation, freehub.free.prior_distill)
+    free-strokes+prior  prior distillation, then FREE with the stroke generator in the rest of the budget
+                      (the distilled learner competes in the meta-val selection)
 
 Every learner is scored on the same glyph meta-test episodes (5-way 1-shot and 5-shot). It writes
 ``compare.md`` (the table), ``compare.json``, ``val_curves.png`` (meta-val accuracy against
@@ -59,8 +64,9 @@ class Method:
     reference: str | None = None
 
 
-def methods() -> list[Method]:
-    """The methods compared, all on the same learner and schedule as the FREE config."""
+def methods(*, prior_steps: int = 1500) -> list[Method]:
+    """The methods compared, all on the same learner and schedule as the FREE config
+    (``prior_steps``: the prior-distillation steps of the methods that have the stage)."""
     return [
         Method("random", {"iterations": 0}),
         Method("pixel-prototypes", {}, reference=PIXELS),
@@ -72,6 +78,10 @@ def methods() -> list[Method]:
         Method("pixels", {"recovery": "pixels", "bn_prior_weight": 0.01, "tv_weight": 0.5, "l2_weight": 0.01}),
         Method("free-no-align", {"align": False}),
         Method("free", {}),
+        # The pen-stroke prior (freehub.free.strokes): FREE on it, prior distillation alone, and both.
+        Method("free-strokes", {"generator": "strokes"}),
+        Method("prior-distill", {"generator": "strokes", "prior_distill_steps": prior_steps, "iterations": 0}),
+        Method("free-strokes+prior", {"generator": "strokes", "prior_distill_steps": prior_steps}),
     ]
 
 
@@ -113,8 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     registry_dir = zoo_registry(work=work, teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)
     free = MetaTrainConfig(device="cpu", iterations=10_000, max_seconds=args.budget, baseline_steps=args.baseline_steps)
     if args.quick:
-        free = replace(free, warmup_iterations=1, val_every=2, val_episodes=10, max_replay_steps=3, images_per_task=20, generator_width=16)
-    chosen = methods()
+        free = replace(
+            free, warmup_iterations=1, val_every=2, val_episodes=10, max_replay_steps=3, images_per_task=20, generator_width=16,
+            prior_distill_images=256, prior_distill_batch=32,
+        )
+    chosen = methods(prior_steps=10 if args.quick else 1500)
     if args.only:
         wanted = set(args.only.split(","))
         chosen = [m for m in chosen if m.name in wanted]
@@ -336,7 +349,8 @@ def _recovered_grid(*, work: Path, seed: int, names: list[str], data, path: Path
         if name.startswith(("random", "oracle")) or not checkpoint_path.exists():
             continue
         memory = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["memory"]
-        memories[name] = dict(zip(memory["keys"], memory["images"]))
+        if memory["keys"]:  # a run without iterations (prior distillation alone) recovered nothing
+            memories[name] = dict(zip(memory["keys"], memory["images"]))
     if not memories:
         return
     train: ImageSet = data.train

@@ -21,14 +21,18 @@ def demo_command(
     hub_like: Annotated[
         bool, typer.Option("--hub-like/--no-hub-like", help="Also 2-, 3- and whole-alphabet teachers in the zoo (see `zoo build`).")
     ] = True,
+    prior_distill_steps: Annotated[
+        int, typer.Option(min=0, help="FREE run: steps of prior distillation on pen strokes before its iterations (0: off).")
+    ] = 1500,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
 ) -> None:
     """Run freehub end to end on the embedded glyph set, offline and on the CPU, command by command.
 
     Prints and runs: `freehub zoo build` (heterogeneous teachers on a local folder Hub), `freehub
-    collect` (into a registry), `freehub meta-train` twice (FREE, and the same learner on real
-    images of the teachers' classes: the fair data oracle), `freehub evaluate` (both, prototypes
-    on raw pixels and random initialisation on the held-out meta-test alphabets) and `freehub push`
+    collect` (into a registry), `freehub meta-train` twice (FREE with the pen-stroke prior and prior
+    distillation, and the same learner on real images of the teachers' classes: the fair data
+    oracle), `freehub evaluate` (both, prototypes on raw pixels, the teacher ensemble's own features
+    and random initialisation on the held-out meta-test alphabets) and `freehub push`
     (the learner and its model card to a local folder Hub). Rerunning reuses the zoo and registry
     and resumes training.
 
@@ -39,7 +43,8 @@ def demo_command(
     from freehub.pipeline import DemoSettings, run_demo
 
     settings = DemoSettings(
-        seed=seed, teachers=teachers, iterations=iterations, eval_episodes=episodes, config=config, hub_like=hub_like
+        seed=seed, teachers=teachers, iterations=iterations, eval_episodes=episodes, config=config, hub_like=hub_like,
+        prior_distill_steps=prior_distill_steps,
     )
     result = run_demo(out=out, settings=settings)
     if as_json:

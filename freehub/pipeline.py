@@ -45,6 +45,9 @@ class DemoSettings:
     zoo_steps: int | None = None
     # 2- and 3-class teachers and a whole-alphabet one, as a real Hub holds (see freehub.zoo).
     hub_like: bool = True
+    # FREE's image prior and prior distillation (the demo's teachers read glyphs: pen strokes fit them).
+    generator: str = "strokes"
+    prior_distill_steps: int = 1500
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,10 @@ def demo_commands(*, out: Path, settings: DemoSettings) -> list[list[str]]:
     return [
         zoo,
         ["collect", "--hub", str(hub), "--registry", str(registry), "--author", DEMO_ORG],
-        ["meta-train", "--out", str(free), *train_options],
+        ["meta-train", "--out", str(free), *train_options, "--generator", settings.generator, "--prior-distill-steps", str(settings.prior_distill_steps)],
         ["meta-train", "--out", str(oracle), *train_options, "--data-oracle", "glyphs", "--oracle-classes", "teachers"],
-        ["evaluate", "--model", str(free), "--model", str(oracle), "--model", "pixels", "--baseline", "random", "--spec", str(free),
+        ["evaluate", "--model", str(free), "--model", str(oracle), "--model", "pixels", "--model", "teacher-ensemble", "--registry", str(registry),
+         "--baseline", "random", "--spec", str(free),
          *shots, "--episodes", str(settings.eval_episodes), "--seed", str(settings.seed), "--save"],
         ["push", "--model", str(free), "--repo", DEMO_REPO, "--hub", str(out / "published"), "--force"],
     ]
@@ -125,6 +129,7 @@ def run_demo(
     free = out / "free"
     names = {
         str(free): "FREE (this run)", str(out / "oracle"): "data oracle (teachers' classes, real images)", "pixels": "pixel prototypes (no training)",
+        "teacher-ensemble": "teacher ensemble (no training)",
     }
     # `evaluate --save` stores the whole comparison (FREE, oracle, pixels, random) in each run it evaluated.
     evaluations = load_evaluations(run_dir=free)

@@ -18,6 +18,7 @@ from freehub.zoo import HUB_LIKE_TEACHERS
 TINY = {
     "generator_width": 16, "images_per_task": 10, "teachers_per_step": 2, "warmup_iterations": 1, "max_replay_steps": 2,
     "episodes_per_step": 1, "val_every": 1, "val_episodes": 4, "grid_every": 1, "q_queries": 2, "conv_width": 8,
+    "prior_distill_images": 256, "prior_distill_batch": 32,
 }
 
 
@@ -31,11 +32,11 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "demo"
-    settings = DemoSettings(teachers=5, iterations=2, eval_episodes=5, shots=(1,), config=config, zoo_steps=10)
+    settings = DemoSettings(teachers=5, iterations=2, eval_episodes=5, shots=(1,), config=config, zoo_steps=10, prior_distill_steps=5)
 
     first = run_demo(out=out, settings=settings)
     assert [c.split()[1] for c in first.commands] == ["zoo", "collect", "meta-train", "meta-train", "evaluate", "push"]
-    assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "random"}
+    assert {e.model for e in first.evaluations} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "teacher ensemble (no training)", "random"}
     card = ModelCard.load(first.card)
     # Every zoo teacher is a source: the five asked for and the Hub-like ones (2, 2, 3 classes and an alphabet).
     assert card.data.library_name == "freehub" and len(card.data.base_model) == 5 + HUB_LIKE_TEACHERS
@@ -64,12 +65,12 @@ def test_the_demo_command_reuses_a_complete_zoo_and_prints_the_comparison(glyph_
     config.write_text(yaml.safe_dump(TINY))
     with pytest.raises(SystemExit) as stop:
         main(["demo", "--out", str(tmp_path / "demo"), "--teachers", "5", "--iterations", "1", "--episodes", "2",
-              "--config", str(config), "--seed", "3", "--no-hub-like", "--json"])
+              "--config", str(config), "--seed", "3", "--no-hub-like", "--prior-distill-steps", "5", "--json"])
     assert stop.value.code in (None, 0)
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{\n"):])
     assert result["skipped"][0].startswith("freehub zoo build") and len(result["commands"]) == 5
     assert all("--seed 3" in command for command in result["commands"] if " meta-train " in command)
-    assert {e["model"] for e in result["evaluations"]} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "random"}
+    assert {e["model"] for e in result["evaluations"]} == {"FREE (this run)", "data oracle (teachers' classes, real images)", "pixel prototypes (no training)", "teacher ensemble (no training)", "random"}
     assert {e["k_shot"] for e in result["evaluations"]} == {1, 5} and {e["episodes"] for e in result["evaluations"]} == {2}
     assert Path(result["card"]).is_file()

@@ -33,7 +33,7 @@ class StrokeGenerator(nn.Module):
         *,
         latent_dim: int = 64,
         hidden: int = 256,
-        strokes: int = 6,
+        strokes: int = 3,
         samples: int = 12,
         image_size: int = 32,
         channels: int = 3,

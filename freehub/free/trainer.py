@@ -273,6 +273,7 @@ def _prior_stage(
     what it did goes to ``prior_distill.json`` in the run folder. With validation data the distilled
     learner is the first candidate of the selection (iteration :data:`PRIOR_STAGE_ITERATION`), so
     iterations that make it worse on meta-validation are not the ones kept."""
+    started = time.perf_counter()
     result = None
     if world.is_main:
         if progress:
@@ -289,6 +290,8 @@ def _prior_stage(
         atomic_write_text(out_dir / "prior_distill.json", json.dumps(asdict(result), indent=2) + "\n")
     weights = world.broadcast(value={k: v.cpu() for k, v in state.learner.state_dict().items()} if world.is_main else None)
     state.learner.load_state_dict(weights)
+    # The stage is part of the run's time: a wall-clock budget (max_seconds) covers it too.
+    state.seconds += world.broadcast(value=time.perf_counter() - started)
     if result is not None and progress:
         print(f"prior distillation: similarity distance {result.loss_first:.4f} -> {result.loss_last:.4f} "
               f"({result.sample_seconds + result.teacher_seconds + result.train_seconds:.0f} s)", flush=True)
