@@ -189,6 +189,8 @@ def render_learner_card(
         "num_sources": len(sources.models),
         "oracle": oracle,
         "recovery_text": "" if oracle else _RECOVERY_TEXT[recovery],
+        "prior_distilled": not oracle and bool(run_config.get("prior_distill_steps")),
+        "prior_generator": run_config.get("generator", "conv"),
         "license": _cell(license),
         "license_derived": license_derived,
         "results": [_result_row(entry) for entry in evaluations],

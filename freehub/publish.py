@@ -280,7 +280,7 @@ def _draw_val_curve(*, points: tuple[ValPoint, ...], selected: int | None, confi
     n_way, k_shot = config.get("n_way"), config.get("val_k_shot")
     setting = f"{n_way}-way {k_shot}-shot " if isinstance(n_way, int) and isinstance(k_shot, int) else ""
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("meta-training iteration")
+    axes.set_xlabel("meta-training iteration (-1: right after prior distillation)" if points and points[0].iteration < 0 else "meta-training iteration")
     axes.set_ylabel(f"{setting}accuracy (%)")
     axes.set_title("Meta-validation accuracy (95% interval)")
     axes.grid(alpha=0.3)

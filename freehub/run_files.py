@@ -123,11 +123,17 @@ def _fraction(item: dict[str, Any], key: str, *, low: float) -> float:
 
 
 def read_val_curve(*, run_dir: Path) -> tuple[ValPoint, ...]:
-    """The meta-validation points of ``run_dir/metrics.jsonl`` in iteration order (lines without one are skipped)."""
+    """The meta-validation points of ``run_dir/metrics.jsonl`` in iteration order (lines without one are
+    skipped), preceded by the learner's score right after prior distillation (iteration -1) when the run
+    had that stage (``prior_distill.json``)."""
+    points: dict[int, ValPoint] = {}
+    prior = read_json_object(Path(run_dir) / "prior_distill.json")
+    if _number(prior.get("val_acc")):
+        ci95 = prior.get("val_ci95")
+        points[-1] = ValPoint(iteration=-1, accuracy=float(prior["val_acc"]), ci95=float(ci95) if _number(ci95) else None)
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
-        return ()
-    points: dict[int, ValPoint] = {}
+        return tuple(points[key] for key in sorted(points))
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)

@@ -160,6 +160,19 @@ def test_a_baseline_recovery_is_named_as_such() -> None:
     assert "optimising the pixels of each image for each classifier (a baseline recovery" in text
 
 
+def test_a_prior_distilled_learner_kept_before_any_iteration_says_both() -> None:
+    config = {**MetaTrainConfig().to_dict(), "generator": "strokes", "prior_distill_steps": 1500}
+    text = _card(run_config=config, selected_iteration=-1)
+
+    assert "prior distillation" in text and "`strokes` generator" in text
+    assert "right after prior distillation, before FREE's first iteration" in text
+    assert "iteration -1" not in text
+
+
+def test_a_run_without_prior_distillation_does_not_mention_it() -> None:
+    assert "prior distillation" not in _card()
+
+
 def test_an_unknown_recovery_is_refused() -> None:
     with pytest.raises(ConfigError, match="recovery"):
         _card(run_config={**MetaTrainConfig().to_dict(), "recovery": "telepathy"})

@@ -68,6 +68,15 @@ def test_val_curve_keeps_measured_iterations_and_skips_broken_lines(tmp_path: Pa
     assert [(p.iteration, p.accuracy, p.ci95) for p in curve] == [(1, 0.35, 0.03), (3, 0.41, 0.03), (5, 0.38, 0.03)]
 
 
+def test_val_curve_starts_with_the_score_after_prior_distillation(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    (tmp_path / "prior_distill.json").write_text(json.dumps({"images": 4000, "val_acc": 0.52, "val_ci95": 0.02}))
+
+    curve = read_val_curve(run_dir=tmp_path)
+
+    assert [(p.iteration, p.accuracy) for p in curve[:2]] == [(-1, 0.52), (1, 0.35)]
+
+
 def test_latest_grids_are_those_of_the_last_pictured_iteration(tmp_path: Path) -> None:
     make_run(tmp_path)
     (tmp_path / "grids" / "notes.png").write_bytes(b"not a grid")
