@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from freehub.errors import ConfigError
 from torch import nn
 
+from freehub.errors import ConfigError
 from freehub.free.generator import Generator
 from freehub.free.inversion import META_RULES, InversionSettings
 from freehub.free.learners import ALGORITHMS, LearnerSpec
@@ -206,10 +206,10 @@ class MetaTrainConfig:
             raise ConfigError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if self.generator_strokes < 1:
             raise ConfigError(f"generator_strokes must be at least 1, got {self.generator_strokes}")
+        if self.prior_distill_steps < 0:
+            raise ConfigError(f"prior_distill_steps cannot be negative, got {self.prior_distill_steps}")
         if self.prior_distill_steps:
             self.prior_distill_settings().validate()
-        elif self.prior_distill_steps < 0:
-            raise ConfigError(f"prior_distill_steps cannot be negative, got {self.prior_distill_steps}")
         if self.teacher_weighting not in TEACHER_WEIGHTINGS:
             raise ConfigError(f"teacher_weighting must be one of {TEACHER_WEIGHTINGS}, got {self.teacher_weighting!r}")
         if self.recovery not in RECOVERIES:

@@ -281,7 +281,9 @@ def _prior_stage(
                   f"{config.prior_distill_steps} steps", flush=True)
         result = distil_prior(
             learner=state.learner,
-            teachers=(teachers.model(index, device=device) for index in range(len(teachers))),
+            teachers=(teachers.model(index, device=device) for index in tqdm(
+                range(len(teachers)), desc="prior: teachers", disable=not progress, dynamic_ncols=True, leave=False
+            )),
             make_generator=config.make_generator,
             settings=config.prior_distill_settings(),
             seed=derived_seed(parts=(config.seed, "prior")),
