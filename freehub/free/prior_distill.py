@@ -81,11 +81,13 @@ class PriorDistillResult:
 def sample_prior(*, make_generator: Callable[[], nn.Module], count: int, per_generator: int, seed: int) -> torch.Tensor:
     """``count`` images from freshly initialised generators, ``per_generator`` each, on the CPU.
 
-    A new generator per group varies what one random network favours (pen widths, colours, layout)."""
+    A new generator per group varies what one random network favours (pen widths, colours, layout).
+    Generators run in training mode, as FIVE runs them: a fresh conv generator's BatchNorm running
+    statistics would flatten every sample to the same grey."""
     images = []
     with seeded_torch(seed=seed, device=torch.device("cpu")), torch.no_grad():
         while sum(len(part) for part in images) < count:
-            generator = make_generator().eval()
+            generator = make_generator().train()
             images.append(generator(generator.sample_latent(count=min(per_generator, count - sum(len(p) for p in images)))))
     return torch.cat(images)
 
