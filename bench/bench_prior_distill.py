@@ -18,7 +18,6 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from common import add_zoo_arguments, zoo_registry
