@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import pickle
+import signal
 import threading
 import time
 from pathlib import Path
@@ -421,14 +422,20 @@ def test_ctrl_c_cancels_the_queued_repos_and_leaves_a_consistent_registry(cats, 
                 _thread.interrupt_main()
             time.sleep(1.0)
 
+    # interrupt_main() does nothing unless SIGINT has Python's handler, and in the full suite something
+    # before this test left another one installed (every interrupt was lost): install it for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_once_downloading, daemon=True).start()
     start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        try:
-            collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, workers=2, progress=False)
-        finally:
-            with lock:
-                stopped.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                collect(hub=open_hub(hub_server.url), registry=registry, author=hub_org, workers=2, progress=False)
+            finally:
+                with lock:
+                    stopped.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 5
     assert registry.list(all_versions=True) == [] and registry.skipped() == []
     assert list((tmp_path / "staging").iterdir()) == []
