@@ -41,6 +41,10 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
     # Every zoo teacher is a source: the five asked for and the Hub-like ones (2, 2, 3 classes and an alphabet).
     assert card.data.library_name == "freehub" and len(card.data.base_model) == 5 + HUB_LIKE_TEACHERS
     assert json.loads((out / "demo.json").read_text())["card"] == str(first.card)
+    # The FREE run distilled the teachers on pen strokes first; the oracle, trained on real images, did not.
+    assert json.loads((out / "free" / "config.json").read_text())["generator"] == "strokes"
+    assert json.loads((out / "free" / "prior_distill.json").read_text())["teachers"] == 5 + HUB_LIKE_TEACHERS
+    assert not (out / "oracle" / "prior_distill.json").exists()
     shas = _shas(out / "hub")
     metrics = {run: (out / run / "metrics.jsonl").read_bytes() for run in ("free", "oracle")}
     capsys.readouterr()

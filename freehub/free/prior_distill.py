@@ -86,9 +86,9 @@ def sample_prior(*, make_generator: Callable[[], nn.Module], count: int, per_gen
     statistics would flatten every sample to the same grey."""
     images = []
     with seeded_torch(seed=seed, device=torch.device("cpu")), torch.no_grad():
-        while sum(len(part) for part in images) < count:
+        for start in range(0, count, per_generator):
             generator = make_generator().train()
-            images.append(generator(generator.sample_latent(count=min(per_generator, count - sum(len(p) for p in images)))))
+            images.append(generator(generator.sample_latent(count=min(per_generator, count - start))))
     return torch.cat(images)
 
 

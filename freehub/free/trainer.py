@@ -289,7 +289,6 @@ def _prior_stage(
             seed=derived_seed(parts=(config.seed, "prior")),
             device=device,
         )
-        atomic_write_text(out_dir / "prior_distill.json", json.dumps(asdict(result), indent=2) + "\n")
     weights = world.broadcast(value={k: v.cpu() for k, v in state.learner.state_dict().items()} if world.is_main else None)
     state.learner.load_state_dict(weights)
     # The stage is part of the run's time: a wall-clock budget (max_seconds) covers it too.
@@ -297,13 +296,16 @@ def _prior_stage(
     if result is not None and progress:
         print(f"prior distillation: similarity distance {result.loss_first:.4f} -> {result.loss_last:.4f} "
               f"({result.sample_seconds + result.teacher_seconds + result.train_seconds:.0f} s)", flush=True)
+    record = {} if result is None else asdict(result)
     if val_data is not None:
         val = world.broadcast(value=_validate(learner=state.learner, data=val_data, config=config) if world.is_main else None)
         state.best_val, state.best_iteration = val, PRIOR_STAGE_ITERATION
+        record.update(val_acc=val.mean, val_ci95=val.ci95)
         if world.is_main:
             extra = {"iteration": PRIOR_STAGE_ITERATION, "stage": "prior distillation", "val_acc": val.mean, "val_ci95": val.ci95}
             save_learner(learner=state.learner, directory=out_dir / "learner", extra=extra)
-            atomic_write_text(out_dir / "prior_distill.json", json.dumps({**asdict(result), "val_acc": val.mean, "val_ci95": val.ci95}, indent=2) + "\n")
+    if world.is_main:
+        atomic_write_text(out_dir / "prior_distill.json", json.dumps(record, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
