@@ -40,6 +40,10 @@ def meta_train_command(
         Optional[int],
         typer.Option(min=0, help="Before FREE's iterations, steps teaching the learner the teacher ensemble's image similarities on samples of the prior (0: off)."),
     ] = None,
+    learner_metric: Annotated[
+        Optional[str],
+        typer.Option(help="How the learner compares queries with class prototypes: 'euclidean', 'cosine', or 'auto' (cosine with prior distillation)."),
+    ] = None,
     align: Annotated[
         Optional[bool], typer.Option("--align/--no-align", help="BELL's gradient alignment across teachers (off: plain episodic replay).")
     ] = None,
@@ -85,6 +89,7 @@ def meta_train_command(
         overrides={
             "iterations": iterations, "teachers_per_step": teachers_per_step, "seed": seed, "device": device,
             "recovery": recovery, "align": align, "generator": generator, "prior_distill_steps": prior_distill_steps,
+            "learner_metric": learner_metric,
         },
     )
     result = meta_train(

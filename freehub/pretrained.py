@@ -203,7 +203,7 @@ def _checked_spec(raw: Any) -> LearnerSpec:
         value = raw.get(name, getattr(LearnerSpec, name))
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise CheckpointError(f"config.json: {name} must be an integer in [{low}, {high}]", reason="bad_config")
-    for name in ("backbone", "algorithm"):
+    for name in ("backbone", "algorithm", "metric"):
         if name in raw and not isinstance(raw[name], str):
             raise CheckpointError(f"config.json: {name} must be a string", reason="bad_config")
     args = raw.get("backbone_args", {})
@@ -286,7 +286,7 @@ class FewShotClassifier:
             support = len(self._support_images)
             return prototype_logits(
                 support_features=features[:support], support_labels=self._support_labels,
-                query_features=features[support:], n_way=len(self.classes),
+                query_features=features[support:], n_way=len(self.classes), metric=self.learner.spec.metric,
             )
 
     def __call__(self, query_images: Any) -> FewShotPrediction:

@@ -65,7 +65,10 @@ def test_distillation_brings_the_learner_closer_to_the_ensemble(small_teachers) 
 
 @pytest.mark.parametrize(
     ("changes", "knob"),
-    [({"batch": 300}, "batch"), ({"images": 100}, "images"), ({"lr": 0.0}, "lr"), ({"steps": -1}, "steps")],
+    [
+        ({"batch": 300}, "batch"), ({"images": 100}, "images"), ({"lr": 0.0}, "lr"), ({"steps": -1}, "steps"),
+        ({"affine": -0.1}, "affine"), ({"affine": 0.8}, "affine"),
+    ],
 )
 def test_unworkable_prior_settings_are_refused(changes: dict, knob: str) -> None:
     with pytest.raises(ConfigError, match=knob):
@@ -81,6 +84,8 @@ def test_a_run_with_prior_distillation_records_it_and_starts_from_a_distilled_le
     assert not (tmp_path / "plain" / "prior_distill.json").exists()
     images = torch.rand(4, 3, 32, 32)
     assert not torch.allclose(plain.learner.features(images), distilled.learner.features(images))
+    # The stage teaches similarities by angle, so the learner it makes compares by angle too.
+    assert (plain.learner.spec.metric, distilled.learner.spec.metric) == ("euclidean", "cosine")
 
 
 def test_a_resumed_run_does_not_repeat_the_prior_stage(tmp_path: Path, small_teachers) -> None:

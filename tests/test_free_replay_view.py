@@ -10,7 +10,7 @@ import torch
 from freehub.errors import ConfigError
 from freehub.free import MetaTrainConfig
 from freehub.free.replay import _replay_view
-from freehub.free.views import colour_jitter, random_blur
+from freehub.free.views import colour_jitter, random_affine, random_blur
 
 
 def _bars(count: int = 8) -> torch.Tensor:
@@ -64,3 +64,20 @@ def test_noise_stays_in_range_and_varies_per_image() -> None:
 def test_out_of_range_replay_knobs_are_refused(knob: str, value: float) -> None:
     with pytest.raises(ConfigError, match=knob):
         replace(MetaTrainConfig(), **{knob: value}).validate()
+
+
+def test_random_affine_moves_each_image_its_own_way_and_keeps_its_ink() -> None:
+    torch.manual_seed(0)
+    images = torch.ones(6, 3, 32, 32)
+    images[:, :, 12:20, 14:18] = 0.0
+    moved = random_affine(images.clone(), strength=0.1)
+    assert not torch.allclose(moved, images)
+    assert not torch.allclose(moved[0], moved[1])
+    # A small rotation, scale and shift of a bar well inside the canvas keeps about as much ink.
+    ink, moved_ink = (1 - images).sum(dim=(1, 2, 3)), (1 - moved).sum(dim=(1, 2, 3))
+    assert torch.allclose(moved_ink, ink, rtol=0.3)
+
+
+def test_random_affine_of_strength_zero_is_the_identity() -> None:
+    images = torch.rand(3, 3, 16, 16)
+    assert random_affine(images, strength=0.0) is images

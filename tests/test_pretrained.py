@@ -12,6 +12,7 @@ from run_factory import make_run
 from safetensors.torch import save_file
 
 from freehub.errors import CheckpointError, ConfigError
+from freehub.free.episodic import COSINE_SCALE
 from freehub.free.learners import LearnerSpec, load_learner
 from freehub.hub import LocalHub, open_hub
 from freehub.pretrained import CONFIG_NAME, WEIGHTS_NAME, FewShotLearner, export_learner
@@ -110,11 +111,13 @@ def test_neither_a_folder_nor_a_repo_id_is_refused(tmp_path: Path) -> None:
         (lambda c: c["freehub"]["spec"].update(backbone="timm:resnet18", backbone_args={"pretrained": True}), "unsafe"),
         (lambda c: c["freehub"]["spec"].update(image_size=100_000), "bad_config"),
         (lambda c: c["freehub"]["spec"].update(trust_remote_code=True), "bad_config"),
+        (lambda c: c["freehub"]["spec"].update(metric="manhattan"), "bad_config"),
+        (lambda c: c["freehub"]["spec"].update(metric=["cosine"]), "bad_config"),
         (lambda c: c["freehub"].update(format=99), "bad_config"),
         (lambda c: c["freehub"].update(weights="timm"), "bad_config"),
         (lambda c: c["freehub"]["spec"].update(backbone="timm:no_such_net"), "unknown_architecture"),
     ],
-    ids=["checkpoint-path", "pretrained", "huge-image", "unknown-field", "format", "weights-kind", "unknown-timm"],
+    ids=["checkpoint-path", "pretrained", "huge-image", "unknown-field", "unknown-metric", "metric-not-a-string", "format", "weights-kind", "unknown-timm"],
 )
 def test_hostile_configs_are_refused_before_building(published: Path, change, reason: str) -> None:
     _edit_config(published, change)
@@ -196,3 +199,14 @@ def test_a_folder_without_weights_is_refused_as_missing_files(published: Path) -
     with pytest.raises(CheckpointError) as refused:
         FewShotLearner.from_pretrained(published)
     assert refused.value.reason == "missing_files"
+
+
+def test_a_published_cosine_learner_predicts_with_cosine_prototypes(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", spec=LearnerSpec(backbone="conv4", algorithm="protonet", conv_width=8, metric="cosine"))
+    published = export_learner(learner=load_learner(directory=run / "learner"), folder=tmp_path / "published")
+    learner = FewShotLearner.from_pretrained(published)
+    assert learner.learner.spec.metric == "cosine"
+    logits = _logits(learner)
+    # Cosine scores lie in [-scale, scale]; Euclidean ones of the same network would be far below zero.
+    assert logits.abs().max() <= COSINE_SCALE + 1e-4
+    assert torch.equal(logits, _logits(FewShotLearner.from_pretrained(run)))

@@ -23,6 +23,10 @@ from freehub.errors import ConfigError
 from freehub.free.learners import MetaLearner
 from freehub.free.losses import accuracy
 
+# The temperature of cosine prototype scores: a cosine in [-1, 1] times 10 lets a softmax over them
+# be confident (Gidaris & Komodakis 2018 and Chen et al. 2019 use scales of this order).
+COSINE_SCALE = 10.0
+
 
 @dataclass(frozen=True)
 class EpisodeOutcome:
@@ -86,10 +90,18 @@ def maml_episode(
     return EpisodeOutcome(loss=F.cross_entropy(logits, query_labels), accuracy=accuracy(logits=logits, labels=query_labels))
 
 
-def prototype_logits(*, support_features: torch.Tensor, support_labels: torch.Tensor, query_features: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Negative squared Euclidean distance of each query to each class mean of the support features."""
+def prototype_logits(
+    *, support_features: torch.Tensor, support_labels: torch.Tensor, query_features: torch.Tensor, n_way: int, metric: str = "euclidean"
+) -> torch.Tensor:
+    """Each query's score for each class: the negative squared Euclidean distance to the class mean of
+    the support features, or (``metric="cosine"``) ``COSINE_SCALE`` times the cosine similarity to the
+    class mean of the unit support features."""
+    if metric == "cosine":
+        support_features, query_features = F.normalize(support_features, dim=1), F.normalize(query_features, dim=1)
     one_hot = F.one_hot(support_labels, n_way).to(support_features.dtype)
     prototypes = one_hot.t() @ support_features / one_hot.sum(dim=0).clamp_min(1).unsqueeze(1)
+    if metric == "cosine":
+        return COSINE_SCALE * query_features @ F.normalize(prototypes, dim=1).t()
     return -torch.cdist(query_features, prototypes).pow(2)
 
 
@@ -105,7 +117,9 @@ def protonet_episode(
     n_way = int(support_labels.max()) + 1
     features = learner.features(torch.cat([support_images, query_images]))
     support_features, query_features = features[: len(support_images)], features[len(support_images) :]
-    logits = prototype_logits(support_features=support_features, support_labels=support_labels, query_features=query_features, n_way=n_way)
+    logits = prototype_logits(
+        support_features=support_features, support_labels=support_labels, query_features=query_features, n_way=n_way, metric=learner.spec.metric
+    )
     return EpisodeOutcome(loss=F.cross_entropy(logits, query_labels), accuracy=accuracy(logits=logits, labels=query_labels))
 
 
@@ -121,5 +135,7 @@ def task_logits(
     as the teacher does.
     """
     features = learner.features(images)
-    logits = prototype_logits(support_features=features, support_labels=labels, query_features=features, n_way=num_classes)
-    return logits / features.shape[1] if scaled else logits
+    metric = learner.spec.metric
+    logits = prototype_logits(support_features=features, support_labels=labels, query_features=features, n_way=num_classes, metric=metric)
+    # Cosine scores are bounded already.
+    return logits / features.shape[1] if scaled and metric == "euclidean" else logits

@@ -85,7 +85,8 @@ def evaluate_fewshot(
             with torch.no_grad():
                 features = learner.features(torch.cat([support_x, query_x]))
                 logits = prototype_logits(
-                    support_features=features[: len(support_x)], support_labels=support_y, query_features=features[len(support_x) :], n_way=n_way
+                    support_features=features[: len(support_x)], support_labels=support_y, query_features=features[len(support_x) :], n_way=n_way,
+                    metric=learner.spec.metric,
                 )
         scores.append(accuracy(logits=logits, labels=query_y))
     values = torch.tensor(scores, dtype=torch.float64)

@@ -23,6 +23,7 @@ from freehub.atomic import atomic_path, atomic_write_text
 from freehub.errors import CheckpointError, ConfigError
 
 ALGORITHMS = ("maml", "protonet")
+METRICS = ("euclidean", "cosine")
 BN_MODE = "batch"
 _TIMM_PREFIX = "timm:"
 
@@ -34,7 +35,10 @@ class LearnerSpec:
     ``backbone`` is ``"conv4"`` or ``"timm:<model name>"`` (built with ``num_classes=0`` as a
     feature extractor; ``backbone_args`` go to ``timm.create_model``). ``algorithm`` is the
     episodic rule the learner was trained with and adapts with: ``"maml"`` (fine-tune everything,
-    needs the ``n_way`` head) or ``"protonet"`` (class prototypes, no head).
+    needs the ``n_way`` head) or ``"protonet"`` (class prototypes, no head). ``metric`` is how a
+    query is compared with the class prototypes: ``"euclidean"`` (ProtoNet's squared distance) or
+    ``"cosine"`` (scaled cosine similarity to the mean of the unit support features), the right one
+    for a learner taught similarities by angle, as prior distillation teaches them.
     """
 
     backbone: str = "conv4"
@@ -43,11 +47,14 @@ class LearnerSpec:
     image_size: int = 32
     conv_width: int = 32
     backbone_args: dict[str, Any] = field(default_factory=dict)
+    metric: str = "euclidean"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a spec that cannot be built."""
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"unknown learner algorithm {self.algorithm!r}; choose one of {ALGORITHMS}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown learner metric {self.metric!r}; choose one of {METRICS}")
         if self.backbone != "conv4" and not self.backbone.startswith(_TIMM_PREFIX):
             raise ConfigError(f"unknown backbone {self.backbone!r}; use 'conv4' or 'timm:<model name>'")
         if self.n_way < 2:
@@ -61,7 +68,7 @@ class LearnerSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearnerSpec:
-        """Rebuild a spec from :meth:`to_dict` output."""
+        """Rebuild a spec from :meth:`to_dict` output (learners saved before ``metric`` existed are Euclidean)."""
         return cls(**{**data, "backbone_args": dict(data.get("backbone_args", {}))})
 
 

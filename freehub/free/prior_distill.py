@@ -14,7 +14,8 @@ iterations, hands that sense to the learner with no data and no labels:
    per teacher is kept and a pool of any size fits);
 3. train the learner for ``steps`` Adam steps to match those similarities
    (:func:`~freehub.free.losses.similarity_distance`) on random batches from one block at a time,
-   seen through replay's colour jitter.
+   each sample seen slightly moved, turned and scaled (``affine``) and through replay's colour jitter,
+   while its targets stay the teachers' judgement of the sample as drawn.
 
 On the glyph zoo, the ensemble's similarities on random pen strokes teach a Conv4 learner about as
 much as the same distillation on real images of the teachers' classes (README, "prior distillation").
@@ -35,7 +36,7 @@ from freehub.free.distributed import seeded_torch
 from freehub.free.inversion import HeadInput
 from freehub.free.learners import MetaLearner
 from freehub.free.losses import similarity_distance
-from freehub.free.views import colour_jitter
+from freehub.free.views import colour_jitter, random_affine
 from freehub.task_model import TaskModel
 
 
@@ -49,6 +50,7 @@ class PriorDistillSettings:
     block: int = 256
     batch: int = 64
     lr: float = 1e-3
+    affine: float = 0.1
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first knob that cannot work."""
@@ -63,6 +65,8 @@ class PriorDistillSettings:
             raise ConfigError(f"prior_distill_images ({self.images}) must be at least one block ({self.block})")
         if self.lr <= 0:
             raise ConfigError(f"prior_distill_lr must be positive, got {self.lr}")
+        if not 0 <= self.affine <= 0.5:
+            raise ConfigError(f"prior_distill_affine must be in [0, 0.5], got {self.affine}")
 
 
 @dataclass
@@ -132,7 +136,7 @@ def distil_similarity(
         for _ in range(settings.steps):
             index = int(torch.randint(blocks, ()))
             pick = torch.randperm(block)[: settings.batch]
-            views = colour_jitter(grouped[index][pick]).to(device)
+            views = colour_jitter(random_affine(grouped[index][pick], strength=settings.affine)).to(device)
             target = similarity[index][pick][:, pick].to(device)
             loss = similarity_distance(learner_features=learner.features(views), target=target)
             optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""Per-image views of training images: colour and sharpness changes that keep shapes.
+"""Per-image views of training images: colour, sharpness and small geometric changes that keep shapes.
 
 Replay shows memory images through them so that an episode cannot be solved by the style of the
 teacher that recovered a class; prior distillation shows its samples through them too. Each draws
@@ -39,3 +39,23 @@ def random_blur(images: torch.Tensor, *, max_sigma: float) -> torch.Tensor:
     flat = F.conv2d(flat, kernel.view(-1, 1, 1, 2 * radius + 1), groups=count * channels)
     flat = F.conv2d(flat, kernel.view(-1, 1, 2 * radius + 1, 1), groups=count * channels)
     return flat.view(count, channels, height, width)
+
+
+def random_affine(images: torch.Tensor, *, strength: float) -> torch.Tensor:
+    """Per image: a rotation of up to ``strength`` x 180 degrees, a scale in ``1 +- strength`` and a
+    shift of up to ``strength`` x half the image, edges extended. Draws from the global torch RNG.
+
+    Prior distillation shows the learner moved copies of the samples the teachers judged as they
+    were: a character drawn a little off-centre or askew is the same character, and the learner
+    should learn that rather than pixel positions."""
+    if strength <= 0:
+        return images
+    count = images.shape[0]
+    angle = (torch.rand(count) * 2 - 1) * strength * math.pi
+    scale = 1 + (torch.rand(count) * 2 - 1) * strength
+    theta = torch.zeros(count, 2, 3, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 0, 1] = scale * torch.cos(angle), -scale * torch.sin(angle)
+    theta[:, 1, 0], theta[:, 1, 1] = scale * torch.sin(angle), scale * torch.cos(angle)
+    theta[:, :, 2] = (torch.rand(count, 2) * 2 - 1) * strength
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
