@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     with Registry.open(zoo_registry(work=args.work or args.out / "work", teachers=args.teachers, zoo_steps=args.zoo_steps, data=data)) as registry:
         teachers = [m for m in registry.task_models() if m.num_classes >= 2]
     base = MetaTrainConfig(device="cpu", seed=args.seed, prior_distill_steps=args.steps, prior_distill_images=args.images)
-    learners = {"random": load_model(model="random", seed=args.seed), "teacher-ensemble": TeacherEnsemble(teachers=teachers, cache_mb=1024)}
+    # The random floor has the distilled learners' spec, metric included (cosine: learner_metric auto).
+    learners = {"random": load_model(model="random", seed=args.seed, spec=base.learner_spec()), "teacher-ensemble": TeacherEnsemble(teachers=teachers, cache_mb=1024)}
     stages, samples = {}, []
     for name, changes in priors.items():
         config = replace(base, **changes)

@@ -92,11 +92,14 @@ def demo_commands(*, out: Path, settings: DemoSettings) -> list[list[str]]:
     if settings.hub_like:
         zoo.append("--hub-like")
     shots = [option for shot in settings.shots for option in ("--shot", str(shot))]
+    # The oracle is FREE's learner trained on real images, metric included: with the prior stage FREE's
+    # learner compares by cosine (learner_metric auto), and so must the ceiling it is measured against.
+    oracle_metric = ["--learner-metric", "cosine" if settings.prior_distill_steps else "euclidean"]
     return [
         zoo,
         ["collect", "--hub", str(hub), "--registry", str(registry), "--author", DEMO_ORG],
         ["meta-train", "--out", str(free), *train_options, "--generator", settings.generator, "--prior-distill-steps", str(settings.prior_distill_steps)],
-        ["meta-train", "--out", str(oracle), *train_options, "--data-oracle", "glyphs", "--oracle-classes", "teachers"],
+        ["meta-train", "--out", str(oracle), *train_options, "--data-oracle", "glyphs", "--oracle-classes", "teachers", *oracle_metric],
         ["evaluate", "--model", str(free), "--model", str(oracle), "--model", "pixels", "--model", "teacher-ensemble", "--registry", str(registry),
          "--baseline", "random", "--spec", str(free),
          *shots, "--episodes", str(settings.eval_episodes), "--seed", str(settings.seed), "--save"],

@@ -45,6 +45,9 @@ def test_demo_runs_the_commands_then_reuses_and_resumes(tmp_path: Path, capsys) 
     assert json.loads((out / "free" / "config.json").read_text())["generator"] == "strokes"
     assert json.loads((out / "free" / "prior_distill.json").read_text())["teachers"] == 5 + HUB_LIKE_TEACHERS
     assert not (out / "oracle" / "prior_distill.json").exists()
+    # The oracle is the same learner, metric included.
+    metrics_of = {run: json.loads((out / run / "config.json").read_text())["resolved_learner_metric"] for run in ("free", "oracle")}
+    assert metrics_of == {"free": "cosine", "oracle": "cosine"}
     shas = _shas(out / "hub")
     metrics = {run: (out / run / "metrics.jsonl").read_bytes() for run in ("free", "oracle")}
     capsys.readouterr()
