@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from freehub.errors import ConfigError
 from freehub.free.config import MetaTrainConfig
 from freehub.free.episodic import COSINE_SCALE, prototype_logits, protonet_episode
+from freehub.free.fewshot import evaluate_fewshot
 from freehub.free.learners import LearnerSpec, build_learner, load_learner, save_learner
 
 
@@ -62,6 +63,19 @@ def test_a_protonet_episode_scores_by_the_learners_metric(glyph_data) -> None:
         }
     assert float(outcome.loss.detach()) == pytest.approx(float(expected["cosine"]), rel=1e-5)
     assert float(expected["euclidean"]) != pytest.approx(float(expected["cosine"]), rel=1e-2)
+
+
+def test_evaluation_scores_by_the_learners_metric(glyph_data) -> None:
+    torch.manual_seed(0)
+    euclidean = build_learner(spec=LearnerSpec(algorithm="protonet"))
+    cosine = build_learner(spec=LearnerSpec(algorithm="protonet", metric="cosine"))
+    cosine.load_state_dict(euclidean.state_dict())
+    scores = {
+        name: evaluate_fewshot(learner=learner, data=glyph_data.test, n_way=5, k_shot=1, episodes=30, seed=0).accuracies
+        for name, learner in (("euclidean", euclidean), ("cosine", cosine))
+    }
+    # The same weights on the same episodes: only the metric can make any episode score differently.
+    assert scores["euclidean"] != scores["cosine"]
 
 
 def test_a_saved_learner_keeps_its_metric(tmp_path: Path) -> None:

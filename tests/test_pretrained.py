@@ -12,7 +12,7 @@ from run_factory import make_run
 from safetensors.torch import save_file
 
 from freehub.errors import CheckpointError, ConfigError
-from freehub.free.episodic import COSINE_SCALE
+from freehub.free.episodic import prototype_logits
 from freehub.free.learners import LearnerSpec, load_learner
 from freehub.hub import LocalHub, open_hub
 from freehub.pretrained import CONFIG_NAME, WEIGHTS_NAME, FewShotLearner, export_learner
@@ -205,8 +205,15 @@ def test_a_published_cosine_learner_predicts_with_cosine_prototypes(tmp_path: Pa
     run = make_run(tmp_path / "run", spec=LearnerSpec(backbone="conv4", algorithm="protonet", conv_width=8, metric="cosine"))
     published = export_learner(learner=load_learner(directory=run / "learner"), folder=tmp_path / "published")
     learner = FewShotLearner.from_pretrained(published)
-    assert learner.learner.spec.metric == "cosine"
     logits = _logits(learner)
-    # Cosine scores lie in [-scale, scale]; Euclidean ones of the same network would be far below zero.
-    assert logits.abs().max() <= COSINE_SCALE + 1e-4
+    with torch.no_grad():
+        features = learner.learner.features(torch.cat([SUPPORT, QUERIES]))
+    expected = {
+        metric: prototype_logits(
+            support_features=features[:6], support_labels=torch.tensor([0, 1, 2, 0, 1, 2]), query_features=features[6:], n_way=3, metric=metric
+        )
+        for metric in ("cosine", "euclidean")
+    }
+    torch.testing.assert_close(logits, expected["cosine"])
+    assert not torch.allclose(logits, expected["euclidean"])
     assert torch.equal(logits, _logits(FewShotLearner.from_pretrained(run)))

@@ -270,7 +270,11 @@ class MetaTrainConfig:
         """``learner_metric`` with ``"auto"`` decided (see the field's comment)."""
         if self.learner_metric != "auto":
             return self.learner_metric
-        return "cosine" if self.prior_distill_steps and self.recovery != "real" else "euclidean"
+        return "cosine" if self.runs_prior_stage() else "euclidean"
+
+    def runs_prior_stage(self) -> bool:
+        """Whether the run starts with prior distillation (a data oracle, trained on real images, never does)."""
+        return bool(self.prior_distill_steps) and self.recovery != "real"
 
     def make_generator(self) -> nn.Module:
         """A freshly initialised generator of this run's kind (from the global torch RNG)."""

@@ -158,7 +158,7 @@ def meta_train(
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics_path.touch()
         atomic_write_text(out_dir / "config.json", json.dumps({**config.to_dict(), "resolved_device": str(device), "resolved_learner_metric": config.resolved_learner_metric()}, indent=2) + "\n")
-    if not (resume and exists) and config.prior_distill_steps and config.recovery != "real":
+    if not (resume and exists) and config.runs_prior_stage():
         _prior_stage(state=state, config=config, teachers=teachers, device=device, world=world, out_dir=out_dir, val_data=val_data, progress=progress)
         if world.is_main:  # a run interrupted later resumes after the stage, not before it
             _save_checkpoint(path=checkpoint_path, state=state, config=config, teachers=teachers)
