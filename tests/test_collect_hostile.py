@@ -383,7 +383,7 @@ def test_a_crawl_of_a_hub_that_misbehaves_every_way_ends_bounded_and_keeps_the_t
         hub_server.misbehave_next(path_prefix=f"/{hub_org}/trickle/resolve/", kind="slow", value=0.05, count=9)
         hub_server.misbehave_next(path_prefix=f"/api/models/{hub_org}/silent", kind="silent", count=9)
         hub = RemoteHub(endpoint=hub_server.url, token=READ_TOKEN, retry=RetryPolicy(max_retries=1, base_wait_s=0.01),
-                        timeouts=Timeouts(read_s=0.3, request_s=2, download_s=1))
+                        timeouts=Timeouts(read_s=1.0, request_s=4, download_s=1))
         registry = Registry.open(tmp_path)
         start = time.monotonic()
         report = collect(hub=hub, registry=registry, tags=(), author=hub_org, progress=False)
