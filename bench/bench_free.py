@@ -8,9 +8,13 @@ teacher's own classes (judge accuracy; chance is 1 / classes), and, for BatchNor
 distance of the recovered batch's feature statistics to the teacher's running statistics. Prints a
 table and the ratio "fresh-generator seconds to reach the judge accuracy of 5 meta-generator
 steps" (the paper claims about 20x), and writes ``bench_free.json`` and ``bench_free.png``.
+``--latent-pool P`` starts every inversion, of either generator and in meta-training too, from the best
+of P candidate codes per image (``MetaTrainConfig.inversion_latent_pool``): it shows how much of the
+teachers' classes the generator's samples already hold; its one forward pass is counted in the seconds.
 
     python bench/bench_free.py --out bench_results            # ~15 minutes on 2 CPU cores
     python bench/bench_free.py --quick --out bench_results    # a smoke run
+    python bench/bench_free.py --latent-pool 8 --out bench_results/pool8
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", default="1,2,5,10,20,50,100,200")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latent-pool", type=int, default=1, help="start each inversion from the best of this many codes per image (1: a plain draw)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, few iterations and step counts")
     args = parser.parse_args(argv)
     if args.quick:
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     judge, keys, judge_real = train_judge(data, class_names={name for t in held for name in t.label_names}, steps=60 if args.quick else 400)
     print(f"judge: {100 * judge_real:.1f}% on held-out real images of the held-out teachers' classes", flush=True)
 
-    config = MetaTrainConfig()
+    config = MetaTrainConfig(inversion_latent_pool=args.latent_pool)
+    config.validate()
     settings = config.inversion_settings()
     torch.manual_seed(args.seed)
     fresh_template = config.make_generator()

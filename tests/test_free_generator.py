@@ -14,6 +14,7 @@ from freehub.free import Generator, InversionSettings, MetaGenerator, bn_statist
 from freehub.free.episodic import task_logits
 from freehub.free.inversion import HeadInput, augment, same_class_similarity
 from freehub.free.learners import LearnerSpec
+from freehub.free.strokes import StrokeGenerator
 from freehub.task_model import TaskModel
 
 
@@ -59,6 +60,20 @@ def test_inversion_makes_the_teacher_recognise_its_classes_and_changes_no_teache
     assert many.labels.tolist() == [i % 5 for i in range(20)] and many.images.shape == (20, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
     assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_latent_pool_starts_from_images_the_teacher_already_gives_their_labels(real, seed) -> None:
+    teacher, _ = real
+    accuracy = {}
+    for pool in (1, 16):
+        torch.manual_seed(seed)
+        # Stroke images differ from code to code, so a pool of them holds candidates for every class.
+        generator = StrokeGenerator(latent_dim=16, hidden=32)
+        # One step reports the teacher's verdict on the starting images (before any update).
+        task, _ = recover_task(generator=generator, teacher=teacher, settings=InversionSettings(steps=1, images_per_task=20, latent_pool=pool, aug_shift=0))
+        accuracy[pool] = task.teacher_accuracy
+    assert accuracy[16] >= 0.8 and accuracy[1] <= 0.5, accuracy
 
 
 def test_the_adversarial_term_uses_the_learner_without_giving_it_gradients(real) -> None:

@@ -151,3 +151,10 @@ def test_config_round_trips_and_rejects_bad_knobs() -> None:
         replace(CONFIG, replay_pose=90.0).validate()
     with pytest.raises(ConfigError):
         replace(CONFIG, diversity_weight=-1.0).validate()
+    with pytest.raises(ConfigError, match="inversion_latent_pool"):
+        replace(CONFIG, inversion_latent_pool=0).validate()
+
+
+def test_the_latent_pool_reaches_every_generator_recovery() -> None:
+    for recovery in ("meta-generator", "scratch-generator"):
+        assert replace(CONFIG, recovery=recovery, inversion_latent_pool=8).inversion_settings().latent_pool == 8

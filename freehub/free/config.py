@@ -73,6 +73,9 @@ class MetaTrainConfig:
     inversion_lr: float = 1e-3
     inversion_lr_z: float = 1e-3
     inversion_betas: tuple[float, float] = (0.5, 0.999)
+    # Start each inversion from the best of ``inversion_latent_pool`` x images_per_task latent codes
+    # (the teacher's probability of each image's label, one forward pass; 1: a plain draw, the paper's).
+    inversion_latent_pool: int = 1
     generator_meta_rule: str = "fomaml"
     generator_meta_lr: float = 1e-3
     adv_weight: float = 1.0
@@ -192,7 +195,7 @@ class MetaTrainConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first knob that cannot work."""
         positive = (
-            "teachers_per_step", "latent_dim", "generator_width", "images_per_task", "inversion_steps",
+            "teachers_per_step", "latent_dim", "generator_width", "images_per_task", "inversion_steps", "inversion_latent_pool",
             "episodes_per_step", "inner_steps", "patience", "max_replay_steps", "memory_per_class", "memory_max_images",
             "val_every", "val_episodes", "val_k_shot", "val_q_queries", "grid_every", "k_shot", "q_queries",
         )
@@ -309,6 +312,7 @@ class MetaTrainConfig:
             adv_temperature=self.adv_temperature,
             adv_cap=self.adv_cap,
             diversity_weight=self.diversity_weight,
+            latent_pool=self.inversion_latent_pool,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,9 @@ where they agree (the learner's parameters receive no gradient; the images do), 
 recovered images to where the learner is still wrong. The BN prior (DeepInversion) matches each teacher BatchNorm layer's batch statistics to its
 running statistics; it is off in the paper and does not exist for teachers without BatchNorm.
 
-The images of the last inner step are the recovered task. The meta-generator then moves by
+With ``latent_pool`` P > 1 the latent batch is not a plain draw: each image starts from the one of P
+candidate codes per image whose picture the teacher already gives that image's label the highest
+probability. The images of the last inner step are the recovered task. The meta-generator then moves by
 first-order MAML (the last inner step's gradient, taken at the adapted parameters) or Reptile
 (towards the adapted parameters), averaged over the meta-batch, through an outer Adam optimizer
 that lives as long as the meta-generator (the released code re-created it every epoch).
@@ -62,6 +64,7 @@ class InversionSettings:
     adv_temperature: float = 1.0
     adv_cap: float = 1.0
     diversity_weight: float = 0.0
+    latent_pool: int = 1
 
 
 @dataclass
@@ -263,13 +266,13 @@ def recover_task(
     start = time.perf_counter()
     device = next(generator.parameters()).device
     labels = cycling_labels(count=settings.images_per_task, num_classes=teacher.num_classes, device=device)
-    z = generator.sample_latent(count=settings.images_per_task, device=device).requires_grad_(True)
+    generator.train()
+    teacher.eval()
+    z = _starting_latents(generator=generator, teacher=teacher, labels=labels, pool=settings.latent_pool, device=device).requires_grad_(True)
     params = list(generator.parameters())
     optimizer = torch.optim.Adam(
         [{"params": params}, {"params": [z], "lr": settings.lr_z}], lr=settings.lr, betas=settings.betas
     )
-    generator.train()
-    teacher.eval()
     with BatchNormPrior(teacher) as prior, HeadInput(teacher) as head:
         for _ in range(settings.steps):
             images = teacher_view(generator(z), teacher=teacher)
@@ -282,6 +285,31 @@ def recover_task(
             optimizer.step()
     task = _recovered(images=images, labels=labels, teacher_logits=teacher_logits, loss=loss, bn_loss=bn_loss, start=start)
     return task, [grad.detach() for grad in grads[: len(params)]]
+
+
+def _starting_latents(*, generator: nn.Module, teacher: TaskModel, labels: torch.Tensor, pool: int, device: torch.device) -> torch.Tensor:
+    """Latent codes to start the inversion from: one fresh code per image, or (``pool > 1``) for each
+    image the code among ``pool`` times as many candidates whose image the teacher already gives
+    the image's label the highest probability (each candidate used once).
+
+    Choosing is one forward pass with no backward, so it costs about as much as a third of a step,
+    and it moves each image farther than a few small gradient steps can: it lets the generator's
+    prior do the work when the prior already draws images of the teacher's classes.
+    """
+    count = len(labels)
+    if pool <= 1:
+        return generator.sample_latent(count=count, device=device)
+    candidates = generator.sample_latent(count=count * pool, device=device)
+    with torch.no_grad():
+        scores = F.log_softmax(teacher(teacher_view(generator(candidates), teacher=teacher)), dim=1)
+    chosen = torch.empty(count, dtype=torch.long, device=device)
+    free = torch.ones(len(candidates), dtype=torch.bool, device=device)
+    for label in range(teacher.num_classes):
+        slots = torch.nonzero(labels == label).flatten()
+        ranked = scores[:, label].masked_fill(~free, -math.inf).topk(len(slots)).indices
+        chosen[slots] = ranked
+        free[ranked] = False
+    return candidates[chosen].clone()
 
 
 def recover_pixels(
