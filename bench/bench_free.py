@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from common import add_zoo_arguments, judge_within, train_judge, zoo_registry
 
 from freehub.data import load_glyphs
@@ -73,14 +74,14 @@ def main(argv: list[str] | None = None) -> dict:
     meta = MetaGenerator(generator=copy.deepcopy(fresh_template), settings=settings, meta_rule=config.generator_meta_rule, meta_lr=config.generator_meta_lr)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
-    for _ in range(args.meta_iterations):
+    for _ in tqdm(range(args.meta_iterations), desc="meta-train the generator", unit="iteration"):
         chosen = rng.choice(len(meta_teachers), min(config.teachers_per_step, len(meta_teachers)), replace=False)
         meta.recover(teachers=[meta_teachers[i] for i in chosen])
     meta_seconds = time.perf_counter() - started
     print(f"meta-trained the generator on {len(meta_teachers)} teachers: {args.meta_iterations} iterations in {meta_seconds:.0f} s", flush=True)
 
     rows = []
-    for steps in steps_grid:
+    for steps in tqdm(steps_grid, desc="invert the held-out teachers", unit="step count"):
         run = type(settings)(**{**settings.__dict__, "steps": steps})
         for name, source in (("meta", meta.generator), ("fresh", fresh_template)):
             scores = []
