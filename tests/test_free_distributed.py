@@ -2,11 +2,14 @@
 
 The runs are tests/distributed_worker.py (four tiny glyph teachers, a global meta-batch of four,
 two replay episodes per step). Tolerance of "the same learner": the learner's features on real
-meta-val images agree within 0.02 (about 0.5% of their largest value; runs with another seed differ
-by whole units), and everything discrete (teachers drawn, images stored, replay steps, meta-val
-accuracies) is equal. The rest is float rounding: the all-reduce sums the meta-batch's gradients in
+meta-val images agree within 0.3 (measured: 0.02 on one machine, 0.088 on another, mean 0.013, with
+the largest feature 4.4; a run with another seed differs by up to 3.8, mean 0.71), the schedule (teachers drawn and taught, classes stored) is equal, and accuracies
+and counts agree within one image or query (0.05 of a teacher's 20 images or an episode's 20
+queries, 2% of a count). The rest is float rounding: the all-reduce sums the meta-batch's gradients in
 another order than one process does, and Adam amplifies the difference in the biases BatchNorm
-cancels, where the gradient is pure rounding noise.
+cancels, where the gradient is pure rounding noise. How far that rounding goes depends on the CPU's
+kernels: on one machine every accuracy was equal, on another one image of one teacher and one query
+of a replay episode crossed a decision boundary at the fourth iteration.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -31,7 +35,7 @@ from freehub.free.learners import build_learner
 from freehub.free.trainer import meta_train
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
-FEATURE_ATOL = 0.02
+FEATURE_ATOL = 0.3
 _NOT_COMPARED = ("seconds", "recovery_seconds", "recovery_wall_seconds", "inversion_loss", "bn_loss", "align_kl", "episode_loss", "relation", "world_size")
 
 
@@ -58,8 +62,18 @@ def _features(run_dir: Path) -> torch.Tensor:
         return learner.features(glyphs().val.as_float()[:60])
 
 
-def _discrete(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in _NOT_COMPARED} for r in records]
+_SCHEDULE = ("iteration", "phase", "teachers", "taught", "memory_classes")
+_ONE_IMAGE = 0.05 + 1e-6
+
+
+def _assert_same_run(records: list[dict], reference: list[dict]) -> None:
+    """``records`` are ``reference``'s run up to float rounding (see the module docstring)."""
+    assert len(records) == len(reference)
+    for mine, theirs in zip(records, reference):
+        assert mine.keys() == theirs.keys()
+        assert {k: mine.get(k) for k in _SCHEDULE} == {k: theirs.get(k) for k in _SCHEDULE}
+        for key in mine.keys() - set(_SCHEDULE) - set(_NOT_COMPARED):
+            assert np.allclose(mine[key], theirs[key], rtol=0.02, atol=_ONE_IMAGE), (mine["iteration"], key, mine[key], theirs[key])
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +112,7 @@ def test_two_gloo_ranks_learn_what_one_process_learns_and_only_rank_0_writes(tmp
     assert not (tmp_path / "run" / "host1").exists()  # rank 1 wrote nothing, not even its folder
     assert [r["iteration"] for r in _records(run)] == list(range(CONFIG.iterations))
     assert sorted(p.name for p in (run / "grids").iterdir()) == sorted(p.name for p in (one_process / "grids").iterdir())
-    assert _discrete(_records(run)) == _discrete(_records(one_process))
+    _assert_same_run(_records(run), _records(one_process))
     assert json.loads((run / "learner" / "learner.json").read_text())["iteration"] == json.loads((one_process / "learner" / "learner.json").read_text())["iteration"]
     torch.testing.assert_close(_features(run), _features(one_process), rtol=0, atol=FEATURE_ATOL)
 
@@ -122,7 +136,7 @@ def test_a_killed_two_rank_run_resumes_on_two_ranks_and_completes(tmp_path: Path
     assert [r["iteration"] for r in _records(run)] == list(range(iterations))
     assert (run / "learner" / "learner.safetensors").is_file()
     # The first iterations are the reference run's: the resumed run continued the same run.
-    assert _discrete(_records(run))[: CONFIG.iterations] == _discrete(_records(one_process))
+    _assert_same_run(_records(run)[: CONFIG.iterations], _records(one_process))
 
 
 @pytest.mark.slow
@@ -141,5 +155,5 @@ def test_a_run_started_on_one_process_resumes_on_two_ranks_as_the_same_run(tmp_p
     run = tmp_path / "run"
     meta_train(teachers=teachers(), config=replace(CONFIG, iterations=2), out_dir=run, val_data=glyphs().val, progress=False)
     _finish(_torchrun("--out", str(run), "--report", str(tmp_path / "report"), "--resume"))
-    assert _discrete(_records(run)) == _discrete(_records(one_process))
+    _assert_same_run(_records(run), _records(one_process))
     torch.testing.assert_close(_features(run), _features(one_process), rtol=0, atol=FEATURE_ATOL)
