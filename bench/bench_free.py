@@ -10,7 +10,7 @@ table and the ratio "fresh-generator seconds to reach the judge accuracy of 5 me
 steps" (the paper claims about 20x), and writes ``bench_free.json`` and ``bench_free.png``.
 ``--latent-pool P`` starts every inversion, of either generator and in meta-training too, from the best
 of P candidate codes per image (``MetaTrainConfig.inversion_latent_pool``): it shows how much of the
-teachers' classes the generator's samples already hold; its one forward pass is counted in the seconds.
+teachers' classes the generator's samples already hold; its forward passes are counted in the seconds.
 
     python bench/bench_free.py --out bench_results            # ~15 minutes on 2 CPU cores
     python bench/bench_free.py --quick --out bench_results    # a smoke run
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latent-pool", type=int, default=1, help="start each inversion from the best of this many codes per image (1: a plain draw)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 teachers, few iterations and step counts")
     args = parser.parse_args(argv)
+    if args.latent_pool < 1:
+        parser.error(f"--latent-pool must be at least 1, got {args.latent_pool}")
     if args.quick:
         args.teachers, args.zoo_steps, args.held_out, args.meta_iterations, args.steps, args.repeats = 6, 30, 2, 4, "1,5,20", 1
     torch.set_num_threads(args.threads)
@@ -67,7 +69,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"judge: {100 * judge_real:.1f}% on held-out real images of the held-out teachers' classes", flush=True)
 
     config = MetaTrainConfig(inversion_latent_pool=args.latent_pool)
-    config.validate()
     settings = config.inversion_settings()
     torch.manual_seed(args.seed)
     fresh_template = config.make_generator()

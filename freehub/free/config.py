@@ -74,7 +74,7 @@ class MetaTrainConfig:
     inversion_lr_z: float = 1e-3
     inversion_betas: tuple[float, float] = (0.5, 0.999)
     # Start each inversion from the best of ``inversion_latent_pool`` x images_per_task latent codes
-    # (the teacher's probability of each image's label, one forward pass; 1: a plain draw, the paper's).
+    # (by the teacher's probability of each image's label, no-grad forward passes; 1: a plain draw, the paper's).
     inversion_latent_pool: int = 1
     generator_meta_rule: str = "fomaml"
     generator_meta_lr: float = 1e-3
