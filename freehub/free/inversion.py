@@ -293,7 +293,7 @@ def _starting_latents(*, generator: nn.Module, teacher: TaskModel, labels: torch
     the image's label the highest probability (each candidate used once).
 
     Choosing takes ``pool`` forward passes of an inversion-sized batch and no backward (on the CPU
-    default generator, pool 8 costs about as much as four inversion steps), and it moves each image
+    default generator, pool 8 costs about as much as three or four inversion steps), and it moves each image
     farther than a few small gradient steps can: it lets the generator's prior do the work when the
     prior already draws images of the teacher's classes.
     """
