@@ -3,9 +3,9 @@
 The runs are tests/distributed_worker.py (four tiny glyph teachers, a global meta-batch of four,
 two replay episodes per step). Tolerance of "the same learner": the learner's features on real
 meta-val images agree within 0.3 (measured: 0.02 on one machine, 0.088 on another, mean 0.013, with
-the largest feature 4.4; a run with another seed differs by up to 3.8, mean 0.71), the schedule (teachers drawn and taught, classes stored) is equal, and accuracies
-and counts agree within one image or query (0.05 of a teacher's 20 images or an episode's 20
-queries, 2% of a count). The rest is float rounding: the all-reduce sums the meta-batch's gradients in
+the largest feature 4.4; a run with another seed differs by up to 3.8, mean 0.71), the schedule
+(teachers drawn and taught, classes stored) is equal, and accuracies and counts agree within one
+image or query (0.05 of a teacher's 20 images or an episode's 20 queries, 2% of a count). The rest is float rounding: the all-reduce sums the meta-batch's gradients in
 another order than one process does, and Adam amplifies the difference in the biases BatchNorm
 cancels, where the gradient is pure rounding noise. How far that rounding goes depends on the CPU's
 kernels: on one machine every accuracy was equal, on another one image of one teacher and one query
